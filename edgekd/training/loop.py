@@ -20,7 +20,8 @@ from edgekd.checkpoint import CheckpointMeta, load_train_state, save_checkpoint,
 from edgekd.errors import EdgekdError
 from edgekd.training.runtime import Runtime
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[nn.Module, tuple], tuple[torch.Tensor, dict[str, float]]]
+"""loss_fn(model, batch) with the batch's tensors already on the device."""
 
 
 @dataclass
@@ -97,7 +98,9 @@ def run_loop(
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         model.train()
+        epoch_start = time.perf_counter()
         epoch_logs = _run_epoch(model, loss_fn, train_loader, opt, sched, scaler, cfg, runtime, steps_per_epoch, progress, task)
+        epoch_logs["train_seconds"] = time.perf_counter() - epoch_start
         metrics = evaluate_fn(unwrap(model))
         history.append({"epoch": epoch + 1, **epoch_logs, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}})
         if runtime.is_main:
@@ -112,15 +115,12 @@ def run_loop(
 
 def _run_epoch(model, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, progress, task) -> dict:
     totals: dict[str, float] = {}
-    for step, (images, masks) in enumerate(loader):
+    for step, batch in enumerate(loader):
         if step >= steps:
             break
-        images = images.to(runtime.device, non_blocking=True)
-        masks = masks.to(runtime.device, non_blocking=True)
-        if runtime.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        batch = tuple(t.to(runtime.device, non_blocking=True) for t in batch)
         with torch.autocast(runtime.device.type, enabled=runtime.amp):
-            loss, logs = loss_fn(model, images, masks)
+            loss, logs = loss_fn(model, batch)
         if not torch.isfinite(loss):
             raise EdgekdError(f"loss became {loss.item()} at step {step}; lower --lr (now {cfg.lr})")
         opt.zero_grad(set_to_none=True)

@@ -118,8 +118,12 @@ def train_supervised(cfg: TrainConfig, progress=None) -> TrainOutcome:
     meta.trained_with["losses"] = {"ce": 1.0}
     model, unwrap = wrap_ddp(model, runtime)
 
-    def loss_fn(m, images, masks):
-        logits = m(normalization.apply(images))
+    def loss_fn(m, batch):
+        images, masks = batch
+        x = normalization.apply(images)
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = m(x)
         return F.cross_entropy(logits.float(), masks, ignore_index=ignore), {}
 
     return run_loop(
