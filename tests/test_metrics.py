@@ -50,7 +50,8 @@ def test_boundary_f_score_perfect_and_shifted():
     perfect = BoundaryFScore(tolerance_px=2)
     perfect.update(target, target)
     assert perfect.f_score() == 1.0
-    shifted = np.roll(target, 5, axis=2)
+    shifted = np.zeros_like(target)
+    shifted[:, :, 20:] = 1  # the edge moved 5 px
     far = BoundaryFScore(tolerance_px=2)
     far.update(shifted, target)
     assert far.f_score() == 0.0

@@ -29,7 +29,8 @@ class JointAugment:
         scale = lo + (hi - lo) * torch.rand((), generator=generator).item()
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        mask = F.interpolate(mask[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        # nearest-exact samples pixel centres like bilinear with align_corners=False (plain "nearest" shifts by half a pixel)
+        mask = F.interpolate(mask[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
         if logits is not None:
             logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
         image, mask, logits = self._pad(image, mask, logits)

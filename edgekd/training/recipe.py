@@ -35,6 +35,8 @@ def _to_config(entry: dict[str, Any], where: str, outputs: dict[str, str]) -> Di
     if "student" not in kw:
         raise EdgekdError(f"{where}: 'student' (the student architecture) is required")
     kw["arch"] = kw.pop("student")
+    if isinstance(kw.get("cache"), bool):  # YAML 1.1 reads a bare on/off as a boolean
+        kw["cache"] = "on" if kw["cache"] else "off"
     for key in _TUPLE_FIELDS & set(kw):
         if kw[key] is not None:
             kw[key] = tuple(kw[key])
