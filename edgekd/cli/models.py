@@ -20,13 +20,18 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.models import create_model, list_models
     from edgekd.models.complexity import count_macs, count_params
 
+    from edgekd.errors import EdgekdError
+
     rows = []
     for entry in list_models(args.role):
         model = create_model(entry.name, num_classes=args.num_classes).eval()
+        try:
+            macs, note = count_macs(model, input_size=args.input_size), ""
+        except EdgekdError as err:  # e.g. a model that needs H, W divisible by 8
+            macs, note = None, str(err)
         rows.append({
             "name": entry.name, "role": entry.role, "family": entry.family, "params": count_params(model),
-            "macs": count_macs(model, input_size=args.input_size), "output_stride": model.output_stride,
-            "description": entry.description,
+            "macs": macs, "output_stride": model.output_stride, "description": entry.description, "note": note,
         })
     if args.json:
         print_json(rows)
@@ -36,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
 
     h, w = args.input_size
     table = Table(title=f"edgekd model zoo (MACs at {h}×{w}, {args.num_classes} classes)")
-    for col in ("name", "role", "params (M)", "GMACs", "stride", "description"):
-        table.add_column(col, justify="right" if col[0] in "pGs" else "left")
+    for col in ("name", "role", "params (M)", "GMACs", "stride"):
+        table.add_column(col, justify="right" if col[0] in "pGs" else "left", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], r["role"], f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e9:.2f}", str(r["output_stride"]), r["description"])
-    Console().print(table)
+        macs = f"{r['macs'] / 1e9:.2f}" if r["macs"] is not None else "n/a"
+        table.add_row(r["name"], r["role"], f"{r['params'] / 1e6:.2f}", macs, str(r["output_stride"]))
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if r["note"]:
+            console.print(f"{r['name']}: {r['note']}")
     return 0
