@@ -70,7 +70,6 @@ def _train_teacher(cfg: DemoConfig, data: Path, say: Step, progress) -> Path:
 
 
 def _train_students(cfg: DemoConfig, data: Path, teacher: Path, progress) -> list[Path]:
-    from edgekd.training import TrainConfig, train_supervised
     from edgekd.training.distill import DistillConfig, distill
 
     common = dict(data=str(data), epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=0.02, crop_size=IMAGE_SIZE,
@@ -78,7 +77,8 @@ def _train_students(cfg: DemoConfig, data: Path, teacher: Path, progress) -> lis
     outs = []
     for arch in STUDENTS:
         base = cfg.out / "checkpoints" / f"{arch}-baseline.safetensors"
-        train_supervised(TrainConfig(arch=arch, out=str(base), **common), progress=progress)
+        # the no-KD baseline runs through the same trainer (same augmentation), cross-entropy only
+        distill(DistillConfig(arch=arch, out=str(base), losses=["ce"], **common), progress=progress)
         kd = cfg.out / "checkpoints" / f"{arch}-kd.safetensors"
         distill(DistillConfig(arch=arch, out=str(kd), teachers=[str(teacher)], losses=KD_LOSSES, temperature=4.0,
                               cache_dir=str(cfg.out / "teacher_cache"), **common), progress=progress)

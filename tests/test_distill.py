@@ -149,3 +149,13 @@ def test_class_count_mismatch_is_a_clear_error(synthetic_root, tmp_path):
     path = save_checkpoint(tmp_path / "t3.safetensors", t, meta)
     with pytest.raises(EdgekdError, match="3 classes"):
         distill(DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(tmp_path / "s.safetensors"), teachers=[str(path)], **SMALL))
+
+
+def test_ce_only_run_needs_no_teacher_and_is_recorded_as_supervised(synthetic_root, tmp_path):
+    out = tmp_path / "baseline.safetensors"
+    distill(DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), losses=["ce"], **SMALL))
+    meta = read_meta(out)
+    assert meta.trained_with["method"] == "supervised" and meta.trained_with["teachers"] == []
+    assert "kd" not in meta.metrics
+    with pytest.raises(EdgekdError, match="need a teacher"):
+        distill(DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), losses=["ce", "kd"], **SMALL))

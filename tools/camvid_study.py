@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from edgekd.checkpoint import read_meta  # noqa: E402
 from edgekd.cli._common import parse_size  # noqa: E402
-from edgekd.training import TrainConfig, train_supervised  # noqa: E402
 from edgekd.training.distill import DistillConfig, distill  # noqa: E402
 
 # One KD method = the loss terms added to cross-entropy (weights after the papers' defaults).
@@ -63,14 +62,13 @@ def run_one(args, student: str, method: str) -> dict:
     else:
         log(args.out, f"start {ckpt.name} ({' + '.join(METHODS[method])})")
         t0 = time.perf_counter()
-        if method == "baseline":
-            outcome = train_supervised(TrainConfig(arch=student, out=str(ckpt), resume=True, **common_kwargs(args)))
-        else:
-            outcome = distill(DistillConfig(
-                arch=student, out=str(ckpt), resume=True, teachers=[str(args.teacher)], teacher_archs=[args.teacher_arch],
-                losses=METHODS[method], temperature=4.0, cache="auto", cache_dir=str(args.out / "teacher_cache"),
-                kd_metric_images=None, **common_kwargs(args),
-            ))
+        # The baseline goes through the same trainer (same data pipeline and augmentation), CE only.
+        teachers = [] if method == "baseline" else [str(args.teacher)]
+        outcome = distill(DistillConfig(
+            arch=student, out=str(ckpt), resume=True, teachers=teachers, teacher_archs=[args.teacher_arch] if teachers else [],
+            losses=METHODS[method], temperature=4.0, cache="auto", cache_dir=str(args.out / "teacher_cache"),
+            kd_metric_images=None, **common_kwargs(args),
+        ))
         log(args.out, f"done {ckpt.name}: {outcome.epochs_run} epochs in {time.perf_counter() - t0:.0f} s")
     meta = read_meta(ckpt)
     return {

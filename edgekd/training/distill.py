@@ -73,8 +73,6 @@ class Teacher:
 
 
 def load_teachers(cfg: DistillConfig, device) -> list[Teacher]:
-    if not cfg.teachers:
-        raise EdgekdError("distillation needs at least one --teacher CKPT")
     archs = list(cfg.teacher_archs) + [None] * (len(cfg.teachers) - len(cfg.teacher_archs))
     teachers = []
     for path, arch in zip(cfg.teachers, archs):
@@ -104,21 +102,26 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
         raise EdgekdError(f"--out {cfg.out!r} must end in .safetensors")
     seed_everything(cfg.seed)
     runtime = setup_runtime(cfg.device)
-    teachers = load_teachers(cfg, runtime.device)
     train_set = open_dataset(cfg.data, cfg.train_split, transform=build_eval_transform(cfg.image_size))
     val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
     info = train_set.info
-    _check_classes(teachers, info.num_classes)
     student = create_model(cfg.arch, num_classes=info.num_classes, **cfg.arch_kwargs).to(runtime.device)
+    teachers = load_teachers(cfg, runtime.device) if cfg.teachers else []
     objective = build_objective(
-        cfg.losses, student=student, teacher=teachers[0].model, temperature=cfg.temperature, ignore_index=info.ignore_index
+        cfg.losses, student=student, teacher=teachers[0].model if teachers else None, temperature=cfg.temperature,
+        ignore_index=info.ignore_index,
     ).to(runtime.device)
-    use_cache = _decide_cache(cfg, objective, teachers)
+    if objective.needs_teacher and not teachers:
+        raise EdgekdError(f"losses {', '.join(cfg.losses)} need a teacher: pass --teacher CKPT")
+    if not objective.needs_teacher:
+        teachers = []  # a CE-only run: the no-KD baseline with exactly the distillation data pipeline
+    _check_classes(teachers, info.num_classes)
+    use_cache = bool(teachers) and _decide_cache(cfg, objective, teachers)
     cache = None
     if use_cache:
         cache = [build_or_open_cache(t.model, t.model.normalization, train_set, teacher_sha=t.sha256,
                                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None, progress=progress) for t in teachers]
-    meta = base_meta(cfg, student, train_set, method="distill")
+    meta = base_meta(cfg, student, train_set, method="distill" if teachers else "supervised")
     meta.trained_with.update(_provenance(cfg, teachers, objective, use_cache, cache))
     trainable, unwrap_ddp = wrap_ddp(_FeatureForward(student), runtime)
 
@@ -133,7 +136,7 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
         evaluate_fn=make_evaluator(cfg, val_set, runtime), meta=meta, out=out, cfg=cfg.loop_config(),
         runtime=runtime, resume=cfg.resume, progress=progress, unwrap=unwrap,
     )
-    if runtime.is_main:
+    if runtime.is_main and teachers:
         from edgekd.training.kd_report import attach_kd_metrics
 
         attach_kd_metrics(out, teachers, val_set, cfg, runtime)
@@ -189,9 +192,11 @@ def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ign
         s_logits, s_feats = model(x)
         if cached is not None:
             t_logits, t_feats = cached, None
-        else:
+        elif teachers:
             with torch.no_grad():
                 t_logits, t_feats = teacher_targets(images)
+        else:  # supervised-only objective
+            t_logits, t_feats = None, None
         teacher_out = t_logits if t_feats is None else (t_logits, t_feats)
         return objective((s_logits, s_feats), teacher_out, masks)
 
