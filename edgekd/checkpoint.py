@@ -137,6 +137,10 @@ def _summarize_keys(keys: list[str], limit: int = 5) -> str:
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load with strict key and shape matching; a mismatch names the keys that differ."""
     own = model.state_dict()
+    state = dict(state)
+    for key in own:  # files from PyTorch < 0.4 carry no BatchNorm step counters; they hold no weights
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(own[key])
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shape = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]

@@ -73,6 +73,6 @@ class SegmentationModel(nn.Module):
 
 def upsample_to(logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Bilinear resize of ``logits`` to the spatial size of ``like`` (converter-friendly)."""
-    if logits.shape[-2:] == like.shape[-2:]:
-        return logits
+    if not torch.jit.is_tracing() and logits.shape[-2:] == like.shape[-2:]:
+        return logits  # (while tracing, always emit the Resize: the shape test would be frozen into the graph)
     return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
