@@ -57,13 +57,16 @@ class ConfusionMatrix:
         return float(np.trace(self.matrix[:, : self.num_classes]) / total) if total else float("nan")
 
 
-def _boundary(labels: np.ndarray) -> np.ndarray:
-    """Pixels whose 4-neighbourhood holds another label."""
+def _boundary(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels whose 4-neighbourhood holds another label; pairs touching an ignored pixel do not count
+    (the edge of an ignore region is not a class boundary)."""
     b = np.zeros(labels.shape, dtype=bool)
-    b[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    b[:, :-1] |= labels[:, 1:] != labels[:, :-1]
-    b[1:, :] |= labels[1:, :] != labels[:-1, :]
-    b[:-1, :] |= labels[1:, :] != labels[:-1, :]
+    horizontal = (labels[:, 1:] != labels[:, :-1]) & valid[:, 1:] & valid[:, :-1]
+    vertical = (labels[1:, :] != labels[:-1, :]) & valid[1:, :] & valid[:-1, :]
+    b[:, 1:] |= horizontal
+    b[:, :-1] |= horizontal
+    b[1:, :] |= vertical
+    b[:-1, :] |= vertical
     return b
 
 
@@ -86,8 +89,8 @@ class BoundaryFScore:
         pred, target = _to_numpy(pred), _to_numpy(target)
         for p, t in zip(pred.reshape(-1, *pred.shape[-2:]), target.reshape(-1, *target.shape[-2:])):
             valid = np.ones(t.shape, bool) if self.ignore_index is None else t != self.ignore_index
-            bp = _boundary(p) & valid
-            bt = _boundary(np.where(valid, t, -1)) & valid
+            bp = _boundary(p, valid)
+            bt = _boundary(t, valid)
             near_t = cv2.dilate(bt.astype(np.uint8), self.kernel).astype(bool)
             near_p = cv2.dilate(bp.astype(np.uint8), self.kernel).astype(bool)
             self.hits_pred += int((bp & near_t).sum())

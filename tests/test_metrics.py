@@ -73,3 +73,12 @@ def test_miou_on_real_camvid_labels_matches_numpy_reference():
     cm.update(pred, targets)
     assert cm.miou() == pytest.approx(numpy_reference_miou(pred, targets, 11, 11), abs=1e-9)
     assert 0.3 < cm.miou() < 1.0
+
+
+def test_boundary_of_an_ignore_region_is_not_a_class_boundary():
+    target = np.zeros((1, 20, 20), dtype=np.int64)
+    target[:, :, 10:] = 1
+    target[:, 5:8, :] = 255  # an ignored band across both classes
+    score = BoundaryFScore(ignore_index=255, tolerance_px=1)
+    score.update(np.where(target == 255, 0, target), target)
+    assert score.f_score() == 1.0
