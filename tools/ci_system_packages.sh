@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash ./ci_sshd.sh
 if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 echo "chromium: $(chromium --version 2>/dev/null || echo absent)"
