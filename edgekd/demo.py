@@ -38,6 +38,7 @@ class DemoResult:
     paths: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     pick: str = ""
+    table: object = None  # the comparison DataFrame
 
 
 Step = Callable[[str], None]
@@ -126,18 +127,18 @@ def _bench(cfg: DemoConfig, data: Path, artifacts: Path, progress) -> Path:
     return out / "host"
 
 
-def _compare(cfg: DemoConfig, results: Path, say: Step) -> tuple[Path, Path, str]:
+def _compare(cfg: DemoConfig, results: Path, say: Step):
     from edgekd.compare import compare_results, make_plots, pick_best
-    from edgekd.compare.format import render_markdown
+    from edgekd.compare.format import render
     from edgekd.report import write_report
 
     df = compare_results([results])
     table = cfg.out / "compare.md"
-    table.write_text(render_markdown(df))
+    table.write_text(render(df, "md"))
     make_plots(df, cfg.out / "plots")
     report = write_report([results], cfg.out / "report")
     pick = pick_best(df, "host").text()
-    return table, report, pick
+    return df, table, report, pick
 
 
 def run_demo(cfg: DemoConfig, say: Step = print, progress=None) -> DemoResult:
@@ -161,6 +162,6 @@ def run_demo(cfg: DemoConfig, say: Step = print, progress=None) -> DemoResult:
     with _timed(result, "bench on host", say):
         result.paths["bench_results"] = _bench(cfg, data, result.paths["artifacts"], progress)
     with _timed(result, "compare, plots, report", say):
-        result.paths["compare"], result.paths["report"], result.pick = _compare(cfg, result.paths["bench_results"], say)
+        result.table, result.paths["compare"], result.paths["report"], result.pick = _compare(cfg, result.paths["bench_results"], say)
         result.paths["plots"] = cfg.out / "plots"
     return result

@@ -36,6 +36,7 @@ METHODS: dict[str, list[str]] = {
     "cwd": ["ce", "cwd:3"],  # channel-wise distillation on logits, τ = 4, weight 3 (CWD paper)
     "dist": ["ce", "dist(tau=1):1"],  # DIST, β = γ = 1, τ = 1 as in its segmentation setting
     "bkd": ["ce", "bkd:1"],  # boundary-aware KD, band from the labels
+    "kd-t1": ["ce", "kd(tau=1):1"],  # pixel-wise KD at τ = 1 (the usual choice in segmentation KD papers)
 }
 
 

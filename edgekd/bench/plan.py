@@ -116,7 +116,7 @@ def candidate_block(cell: Cell) -> dict[str, Any]:
         "arch": m.get("arch"), "arch_kwargs": m.get("arch_kwargs"), "params": m.get("params"),
         **_macs(m, cell.input_size),
         "num_classes": m.get("num_classes"), "distillation_method": trained.get("method"),
-        "distillation": {k: trained.get(k) for k in ("losses", "teacher_sha256", "epochs") if k in trained} or None,
+        "distillation": {k: trained.get(k) for k in ("losses", "teacher_sha256", "teachers", "temperature", "epochs") if k in trained} or None,
         "checkpoint_metrics": source.get("metrics"), "precision_stored": m.get("precision_used"),
         "export_parity": m.get("parity"), "subnormals_flushed": m.get("subnormals_flushed"),
     }

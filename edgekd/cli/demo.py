@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     console.print("\nWritten:")
     for name, path in result.paths.items():
         console.print(f"  {name:<14} {path}")
-    console.print(f"\n{result.paths['compare'].read_text()}")
-    console.print(f"[bold]Pick for host:[/bold] {result.pick}")
+    from edgekd.compare.format import print_terminal
+
+    print_terminal(result.table, console if console.is_terminal else Console(width=200))
+    console.print("Pick for host: " + result.pick, markup=False, soft_wrap=True)
     return 0
