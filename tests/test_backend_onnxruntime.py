@@ -1,0 +1,84 @@
+"""ONNX Runtime: export → load → run → parity against PyTorch FP32, FP32 and static QDQ INT8."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgekd.backends.base import UnsupportedOptionError
+from edgekd.export import export_checkpoint, load_artifact, read_manifest
+from test_export_support import normalized_val_images, tiny_ckpt, torch_logits  # noqa: F401  (fixture)
+
+FP32_TOL = 1e-3
+# INT8 floor, measured on the briefly trained tiny model with 12 calibration images: agreement
+# is ~0.97-0.99; 0.9 leaves room for the randomness of training without hiding a broken quantiser
+# (a wrong scale or normalisation drops agreement well below 0.5).
+INT8_AGREEMENT_FLOOR = 0.9
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_ckpt, synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ort")
+    paths = export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="fp32,int8", out_dir=out,
+                              calib_dir=synthetic_root, calib_size=12, parity_images=4)
+    return {p.name.rsplit("-", 1)[1]: p for p in paths}
+
+
+def test_fp32_matches_pytorch(artifacts, tiny_ckpt, synthetic_root):
+    x = normalized_val_images(synthetic_root)
+    session = load_artifact(artifacts["fp32"], threads=1)
+    got = np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, torch_logits(tiny_ckpt, x), atol=FP32_TOL, rtol=0)
+    parity = read_manifest(artifacts["fp32"])["parity"]
+    assert parity["status"] == "ok" and parity["max_abs_logit_diff"] < FP32_TOL
+    assert parity["argmax_agreement"] > 0.999 and abs(parity["miou_delta"]) < 1e-3 and "warning" not in parity
+
+
+def test_int8_is_static_qdq_calibrated_on_real_images(artifacts, synthetic_root):
+    manifest = read_manifest(artifacts["int8"])
+    calibration = manifest["calibration"]
+    assert calibration["dataset"] == str(synthetic_root.resolve()) and calibration["split"] == "train"
+    assert calibration["num_images"] == 12 and calibration["method"] == "percentile"
+    ops = {n.op_type for n in onnx.load(str(artifacts["int8"] / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert manifest["quantization"]["format"] == "QDQ"
+    assert manifest["size_bytes"] < read_manifest(artifacts["fp32"])["size_bytes"]
+    parity = manifest["parity"]
+    assert parity["status"] == "ok" and parity["argmax_agreement"] > INT8_AGREEMENT_FLOOR
+
+
+def test_manifest_records_the_onnx_graph(artifacts):
+    onnx_info = read_manifest(artifacts["fp32"])["onnx"]
+    assert onnx_info["exporter"] == "torch.onnx.export(dynamo=False)" and onnx_info["opset"] == 17
+    assert onnx_info["simplifier"] == "onnxslim" and "Resize" in onnx_info["op_types"]
+    assert onnx_info["nodes"] < onnx_info["nodes_exported"], "onnxslim folds the traced shape arithmetic"
+    assert "Shape" not in onnx_info["op_types"]
+    assert not list(artifacts["fp32"].glob("*.data")), "weights must be embedded in model.onnx"
+
+
+def test_describe_reports_what_runs_and_options_are_checked(artifacts):
+    session = load_artifact(artifacts["int8"], threads=1, denormal_as_zero=True)
+    info = session.describe()
+    assert info["providers"] == ["CPUExecutionProvider"] and info["threads"] == 1 and info["denormal_as_zero"] is True
+    assert info["precision"].startswith("int8")
+    with pytest.raises(UnsupportedOptionError, match="precision_hint.*known: denormal_as_zero"):
+        load_artifact(artifacts["fp32"], precision_hint="f32")
+
+
+def test_histogram_calibration_is_collected_in_memory_bounded_strides():
+    from edgekd.backends.onnxruntime import collection_stride
+
+    assert [collection_stride(n) for n in (1, 7, 12, 100, 101)] == [1, 1, 4, 4, 1]
+    assert collection_stride(9, most=8) == 3
+
+
+def test_entropy_and_minmax_calibration(artifacts, synthetic_root, tmp_path):
+    from edgekd.backends.calibration import CalibrationBatches
+    from edgekd.backends.onnxruntime import quantize_qdq
+
+    x = normalized_val_images(synthetic_root)
+    for method in ("entropy", "minmax"):
+        info = quantize_qdq(artifacts["fp32"] / "model.onnx", tmp_path / f"{method}.onnx", CalibrationBatches(x), method=method)
+        assert info["method"] == method and info["num_images"] == len(x)
+        assert (tmp_path / f"{method}.onnx").stat().st_size > 0

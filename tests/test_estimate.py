@@ -1,0 +1,120 @@
+"""Cost model FLOPs/bytes against hand-computed values, and the roofline arithmetic."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekd.errors import EdgekdError
+from edgekd.estimate.onnx_cost import graph_cost
+from edgekd.estimate.roofline import estimate_cost
+
+
+def vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def w(name, shape):
+    return numpy_helper.from_array(np.ones(shape, np.float32), name)
+
+
+def model(nodes, inputs, outputs, inits):
+    g = helper.make_graph(nodes, "t", inputs, outputs, initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def costs(m, fuse=True):
+    return {n.name: n for n in graph_cost(m, fuse=fuse).nodes}
+
+
+def test_conv_gemm_matmul_convtranspose_flops_by_hand():
+    nodes = [
+        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),  # 3→8, 3×3, 32×32
+        helper.make_node("Conv", ["d_in", "dw"], ["d"], name="dw", pads=[1, 1, 1, 1], group=8),  # depthwise 8, 16×16
+        helper.make_node("ConvTranspose", ["t_in", "tw"], ["t"], name="deconv", strides=[2, 2]),  # 4→2, 2×2, 8×8→16×16
+        helper.make_node("Gemm", ["a", "gb", "gc"], ["g"], name="gemm"),  # 4×16 @ 16×10 + 10
+        helper.make_node("MatMul", ["m_in", "mw"], ["mm"], name="matmul"),  # 2×3×4 @ 4×5
+    ]
+    inputs = [vi("x", [1, 3, 32, 32]), vi("d_in", [1, 8, 16, 16]), vi("t_in", [1, 4, 8, 8]), vi("a", [4, 16]), vi("m_in", [2, 3, 4])]
+    outputs = [vi(n, None) for n in ("c", "d", "t", "g", "mm")]
+    inits = [w("cw", (8, 3, 3, 3)), w("cb", (8,)), w("dw", (8, 1, 3, 3)), w("tw", (4, 2, 2, 2)), w("gb", (16, 10)),
+             w("gc", (10,)), w("mw", (4, 5))]
+    c = costs(model(nodes, inputs, outputs, inits))
+    assert c["conv"].flops == 2 * (8 * 32 * 32) * (3 * 3 * 3) + 8 * 32 * 32  # 450,560 incl. the bias add
+    assert c["dw"].flops == 2 * (8 * 16 * 16) * 9  # 36,864
+    assert c["deconv"].flops == 2 * (4 * 8 * 8) * (2 * 2 * 2)  # each input pixel scatters to C_out·k·k outputs: 4,096
+    assert c["gemm"].flops == 2 * 4 * 16 * 10 + 4 * 10  # 1,320
+    assert c["matmul"].flops == 2 * (2 * 3 * 5) * 4  # 240
+    conv = c["conv"]
+    assert (conv.act_in, conv.weights, conv.act_out) == (3 * 32 * 32, 8 * 27 + 8, 8 * 32 * 32)
+    assert conv.bytes_moved(4, 4) == 4 * (3072 + 224 + 8192)
+    assert conv.bytes_moved(1, 1) == 3072 + 224 + 8192
+
+
+def conv_relu_model(extra_consumer: bool):
+    nodes = [helper.make_node("Conv", ["x", "cw"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu")]
+    outputs = [vi("r", None)]
+    if extra_consumer:
+        nodes.append(helper.make_node("Sigmoid", ["c"], ["s"], name="sig"))
+        outputs.append(vi("s", None))
+    return model(nodes, [vi("x", [1, 3, 8, 8])], outputs, [w("cw", (4, 3, 3, 3))])
+
+
+def test_elementwise_fusion_rule():
+    fused = costs(conv_relu_model(False))["relu"]
+    assert fused.fused and fused.flops == 4 * 8 * 8 and fused.bytes_moved(4, 4) == 0
+    assert not costs(conv_relu_model(False), fuse=False)["relu"].fused
+    shared = costs(conv_relu_model(True))  # conv output read twice: cannot live in the conv's epilogue
+    assert not shared["relu"].fused and shared["relu"].bytes_moved(4, 4) == 4 * 2 * 256
+    assert shared["sig"].flops == 4 * 256
+
+
+def test_views_move_nothing_and_symbolic_dims_are_recorded():
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    m = model([helper.make_node("Reshape", ["x", "shape"], ["y"], name="r")], [vi("x", ["N", 3, 4, 4])], [vi("y", None)], [shape])
+    g = graph_cost(m)
+    assert g.nodes[0].bytes_moved(4, 4) == 0 and g.flops == 0
+    assert "N" in g.assumed_dims
+
+
+@pytest.fixture
+def profile():
+    from edgekd.profiles import load_profile
+
+    p = load_profile("jetson-orin-nano")
+    hw = replace(p.hardware, peak_fp32_tflops=1.0, peak_fp16_tflops=2.0, memory_bandwidth_gbs=10.0)
+    return replace(p, hardware=hw)
+
+
+def test_roofline_arithmetic(profile):
+    m = conv_relu_model(False)
+    cost = graph_cost(m)
+    e = estimate_cost(cost, profile, "fp32", efficiency=0.5)
+    conv = next(n for n in cost.nodes if n.name == "conv")
+    t_compute = (conv.flops + 256) / 1e12  # the fused ReLU still computes
+    t_memory = conv.bytes_moved(4, 4) / 10e9
+    assert t_memory > conv.flops / 1e12  # this tiny conv is memory-bound
+    expected_bound_ms = 1e3 * (t_memory + max(256 / 1e12, 0.0))  # conv: memory term; relu: compute only (no traffic)
+    assert e.bound_ms == pytest.approx(expected_bound_ms)
+    assert e.latency_ms == pytest.approx(expected_bound_ms / 0.5)
+    assert e.kind == "estimate" and e.efficiency_source.startswith("given by the user")
+    assert (e.memory_bound_layers, e.compute_bound_layers) == (1, 1)
+    assert t_compute > 0 and e.basis["bytes_per_element"] == 4.0
+    half = estimate_cost(cost, profile, "fp16", efficiency=0.5)
+    assert half.bound_ms == pytest.approx(1e3 * (conv.bytes_moved(2, 2) / 10e9 + 256 / 2e12))
+
+
+def test_missing_peak_is_an_error_and_missing_bandwidth_a_lower_bound(profile):
+    cost = graph_cost(conv_relu_model(False))
+    no_fp16 = replace(profile, hardware=replace(profile.hardware, peak_fp16_tflops=None))
+    with pytest.raises(EdgekdError, match="peak_fp16_tflops"):
+        estimate_cost(cost, no_fp16, "fp16", efficiency=0.5)
+    no_bw = replace(profile, hardware=replace(profile.hardware, memory_bandwidth_gbs=None))
+    e = estimate_cost(cost, no_bw, "fp32", efficiency=1.0)
+    assert e.bound_ms == pytest.approx(1e3 * cost.flops / 1e12)
+    assert any("lower bound" in n for n in e.notes)
+    with pytest.raises(EdgekdError, match="efficiency"):
+        estimate_cost(cost, profile, "fp32", efficiency=1.5)
