@@ -82,3 +82,21 @@ def test_entropy_and_minmax_calibration(artifacts, synthetic_root, tmp_path):
         info = quantize_qdq(artifacts["fp32"] / "model.onnx", tmp_path / f"{method}.onnx", CalibrationBatches(x), method=method)
         assert info["method"] == method and info["num_images"] == len(x)
         assert (tmp_path / f"{method}.onnx").stat().st_size > 0
+
+
+def test_histogram_failure_on_a_flat_activation_names_the_fix(artifacts, synthetic_root, tmp_path, monkeypatch):
+    """Untrained models can have activations spanning ~1e-40; ORT's histogram then raises (seen on
+    a random-init lraspp_mobilenetv3_large). The error must say what to do instead."""
+    import onnxruntime.quantization as ortq
+
+    from edgekd.backends.calibration import CalibrationBatches
+    from edgekd.backends.onnxruntime import quantize_qdq
+    from edgekd.errors import EdgekdError
+
+    def flat(*args, **kwargs):
+        raise ValueError("Too many bins for data range. Cannot create 2048 finite-sized bins.")
+
+    monkeypatch.setattr(ortq, "quantize_static", flat)
+    with pytest.raises(EdgekdError, match="--calib-method percentile cannot histogram .* use --calib-method minmax"):
+        quantize_qdq(artifacts["fp32"] / "model.onnx", tmp_path / "q.onnx",
+                     CalibrationBatches(normalized_val_images(synthetic_root)), method="percentile")

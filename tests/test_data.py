@@ -293,7 +293,9 @@ def test_dataloader_workers_get_different_augmentations(synth_root):
     t = build_train_transform((32, 32), ignore_index=255, seed=0)
     ds = open_dataset(synth_root, "train", transform=t)
     ds.pairs = ds.pairs[:1] * 4  # the same item four times
-    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2)
+    # spawn, as edgekd's trainers do: forking a process that already runs runtime threads
+    # (OpenVINO, ONNX Runtime imported by earlier tests) can crash the worker
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, multiprocessing_context="spawn")
     images = [batch[0][0] for batch in loader]
     assert not torch.equal(images[0], images[1])  # worker 0 and worker 1 did not repeat each other
 

@@ -14,6 +14,7 @@ import numpy as np
 from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest, Session, artifact_manifest
 from edgekd.backends.calibration import CalibrationBatches, check_method
 from edgekd.backends.onnx_export import INPUT_NAME, converter_error
+from edgekd.errors import EdgekdError
 
 MODEL_FILE = "model.onnx"
 _GRAPH_LEVELS = ("disable", "basic", "extended", "all")
@@ -84,6 +85,12 @@ def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: s
                 activation_type=activation, weight_type=QuantType.QInt8, calibrate_method=methods[check_method(method)],
                 extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibStridedMinMax": stride},
             )
+        except ValueError as err:
+            if "Too many bins" not in str(err):
+                raise converter_error("onnxruntime.quantization.quantize_static", err,
+                                      "try another --calib-method, or export int8 with openvino") from err
+            raise EdgekdError(f"--calib-method {method} cannot histogram an activation whose values span almost no range "
+                              f"(ONNX Runtime: {err}); typical of untrained weights — use --calib-method minmax") from err
         except Exception as err:
             raise converter_error("onnxruntime.quantization.quantize_static", err,
                                   "try another --calib-method, or export int8 with openvino") from err

@@ -21,7 +21,7 @@ from edgekd.training.augment import JointAugment
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
 from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
-from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, wrap_ddp
+from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, worker_context, wrap_ddp
 from edgekd.training.teacher_cache import build_or_open_cache
 
 
@@ -168,7 +168,8 @@ def _loader(cfg: DistillConfig, train_set, runtime: Runtime) -> DataLoader:
         raise EdgekdError(f"{cfg.data} has {len(indexed)} training images, fewer than --batch-size {cfg.batch_size}")
     sampler = DistributedSampler(indexed, seed=cfg.seed) if runtime.world_size > 1 else None
     return DataLoader(indexed, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                      num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
+                      num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
+                      multiprocessing_context=worker_context(cfg.workers), persistent_workers=cfg.workers > 0)
 
 
 def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ignore_index):

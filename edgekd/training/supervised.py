@@ -64,8 +64,14 @@ def build_loaders(cfg: TrainConfig, runtime: Runtime):
     loader = DataLoader(
         train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
         num_workers=cfg.workers, generator=generator, persistent_workers=cfg.workers > 0,
+        multiprocessing_context=worker_context(cfg.workers),
     )
     return loader, train_set, val_set
+
+
+def worker_context(workers: int) -> str | None:
+    """Spawn DataLoader workers: forking a process that already runs runtime threads can crash."""
+    return "spawn" if workers > 0 else None
 
 
 def base_meta(cfg: TrainConfig, model, train_set, method: str) -> CheckpointMeta:
