@@ -14,7 +14,7 @@ from typing import Callable
 
 from edgekd.errors import EdgekdError
 
-IMAGE_SIZE = (120, 160)  # H×W of the synthetic scenes and of every exported model
+IMAGE_SIZE = (96, 128)  # H×W of the synthetic scenes and of every exported model
 TEACHER = ("deeplabv3_resnet", {"depth": 18, "width": 32, "output_stride": 16})
 STUDENTS = ("unet_tiny", "lraspp_mobilenetv3_small")
 KD_LOSSES = ["ce", "kd:1", "cwd:2"]
@@ -23,10 +23,10 @@ KD_LOSSES = ["ce", "kd:1", "cwd:2"]
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
-    num_train: int = 240
-    num_val: int = 40
-    teacher_epochs: int = 6
-    student_epochs: int = 4
+    num_train: int = 160
+    num_val: int = 32
+    teacher_epochs: int = 5
+    student_epochs: int = 3
     batch_size: int = 8
     bench_seconds: float = 2.0
     seed: int = 0
@@ -65,7 +65,7 @@ def _train_teacher(cfg: DemoConfig, data: Path, say: Step, progress) -> Path:
     arch, kwargs = TEACHER
     train_supervised(TrainConfig(
         arch=arch, arch_kwargs=kwargs, data=str(data), out=str(out), epochs=cfg.teacher_epochs, batch_size=cfg.batch_size,
-        lr=0.02, crop_size=IMAGE_SIZE, scale_range=(0.75, 1.5), seed=cfg.seed, resume=True,
+        lr=0.05, crop_size=IMAGE_SIZE, scale_range=(0.75, 1.5), seed=cfg.seed, resume=True,
     ), progress=progress)
     return out
 
@@ -73,7 +73,7 @@ def _train_teacher(cfg: DemoConfig, data: Path, say: Step, progress) -> Path:
 def _train_students(cfg: DemoConfig, data: Path, teacher: Path, progress) -> list[Path]:
     from edgekd.training.distill import DistillConfig, distill
 
-    common = dict(data=str(data), epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=0.02, crop_size=IMAGE_SIZE,
+    common = dict(data=str(data), epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=0.05, crop_size=IMAGE_SIZE,
                   scale_range=(0.75, 1.5), seed=cfg.seed, resume=True)
     outs = []
     for arch in STUDENTS:
