@@ -118,3 +118,25 @@ def test_missing_peak_is_an_error_and_missing_bandwidth_a_lower_bound(profile):
     assert any("lower bound" in n for n in e.notes)
     with pytest.raises(EdgekdError, match="efficiency"):
         estimate_cost(cost, profile, "fp32", efficiency=1.5)
+
+
+def test_efficiency_source_is_stated(profile, monkeypatch):
+    from edgekd.estimate import calibration
+    from edgekd.profiles import load_profile
+
+    fake = {"date": "d", "entries": {
+        "host/onnxruntime/fp32": {"efficiency": 1.2, "runtime": "onnxruntime-fp32", "fit_models": ["a"], "test_models": ["b"],
+                                  "test_median_abs_error_pct": 10.0},
+        "host/openvino/bf16": {"efficiency": 0.5, "runtime": "openvino-default", "fit_models": ["a"], "test_models": ["b"],
+                               "test_median_abs_error_pct": 20.0}}}
+    monkeypatch.setattr(calibration, "CALIBRATION", fake)
+    cost = graph_cost(conv_relu_model(False))
+    own = estimate_cost(cost, load_profile("host"), "fp32")
+    assert own.efficiency == 1.2 and "NOT measured" not in own.efficiency_source
+    assert not any("not measured on this device" in n for n in own.notes)
+    other_runtime = estimate_cost(cost, load_profile("host"), "bf16")  # host's backend is ORT; bf16 fit is OpenVINO's
+    assert other_runtime.efficiency == 0.5 and other_runtime.efficiency_source.startswith("host/openvino/bf16 (not onnxruntime)")
+    borrowed = estimate_cost(cost, profile, "fp32")  # jetson: no fit of its own; host's 1.2 is capped at 1
+    assert borrowed.efficiency == 1.0 and borrowed.efficiency_source.startswith("NOT measured on jetson-orin-nano")
+    assert estimate_cost(cost, profile, "fp16").efficiency == 0.5  # 16-bit borrows the bf16 fit
+    assert any("not measured on this device" in n for n in borrowed.notes)

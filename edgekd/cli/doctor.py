@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 
 NAME = "doctor"
-HELP = "Check a checkpoint or artifact against device profiles (weights, graph ops, shapes, memory, precision); --fix flushes subnormals."
+HELP = ("Check a checkpoint or artifact against device profiles (weights, graph ops, shapes, memory, precision); "
+        "--fix flushes subnormals. Exit code 1 when any finding is an error, else 0.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ class Estimate:
     """A roofline estimate with its basis; ``kind`` is always ``"estimate"`` (never a measurement)."""
 
     device: str
+    backend: str
     precision: str
     latency_ms: float
     bound_ms: float
@@ -145,9 +146,10 @@ def _nearest_entry(entries: dict[str, Any], precision: str) -> tuple[str, dict[s
 
 
 def _describe_fit(entry: dict[str, Any], calibration: dict[str, Any]) -> str:
-    return (f"fitted by tools/validate_estimates.py on {calibration.get('date', '?')}, {entry['runtime']}, "
+    how = ", contention-normalised latency" if "normalised" in calibration.get("latency", "") else ""
+    return (f"fitted by tools/validate_estimates.py on {calibration.get('date', '?')}, {entry['runtime']}{how}, "
             f"on {len(entry['fit_models'])} zoo models; median abs error on {len(entry['test_models'])} held-out models "
-            f"{entry['test_median_abs_error_pct']:.0f}%")
+            f"{entry['test_median_abs_error_pct']:.0f}% (docs/doctor.md)")
 
 
 def estimate_cost(cost: GraphCost, profile: Any, precision: str, *, backend: str | None = None, efficiency: float | None = None,
@@ -174,7 +176,7 @@ def estimate_cost(cost: GraphCost, profile: Any, precision: str, *, backend: str
              "profile_sha256": profile.sha256, "input_shapes": cost.input_shapes}
     top = sorted(layers, key=lambda layer: -layer.ms)[:TOP_LAYERS]
     return Estimate(
-        device=profile.name, precision=precision, latency_ms=bound_ms / factor, bound_ms=bound_ms, efficiency=factor,
+        device=profile.name, backend=backend, precision=precision, latency_ms=bound_ms / factor, bound_ms=bound_ms, efficiency=factor,
         efficiency_source=factor_source, flops=cost.flops, bytes=sum(layer.bytes for layer in layers),
         compute_bound_layers=sum(layer.bound == "compute" for layer in layers),
         memory_bound_layers=sum(layer.bound == "memory" for layer in layers), basis=basis, top_layers=top, notes=notes)

@@ -35,4 +35,8 @@ def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
 
 
 def _subnormal_mask(tensor: torch.Tensor) -> torch.Tensor:
-    return (tensor != 0) & (tensor.abs() < torch.finfo(tensor.dtype).tiny)
+    # Read the bits (edgekd.doctor.weights): a float comparison misses subnormals whenever the
+    # thread runs with denormals-are-zero, e.g. after OpenVINO or torch.set_flush_denormal.
+    from edgekd.doctor.weights import subnormal_mask
+
+    return subnormal_mask(tensor)
