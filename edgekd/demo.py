@@ -28,7 +28,7 @@ class DemoConfig:
     teacher_epochs: int = 5
     student_epochs: int = 3
     batch_size: int = 8
-    bench_seconds: float = 2.0
+    bench_seconds: float = 1.0
     seed: int = 0
     coreml: str = "auto"  # auto | on | off
 

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where everything is written (default ./demo_out)")
     p.add_argument("--teacher-epochs", type=int, default=5)
     p.add_argument("--student-epochs", type=int, default=3)
-    p.add_argument("--bench-seconds", type=float, default=2.0, help="timed seconds per bench cell")
+    p.add_argument("--bench-seconds", type=float, default=1.0, help="timed seconds per bench cell")
     p.add_argument("--coreml", choices=["auto", "on", "off"], default="auto", help="Core ML conversion (auto: when coremltools is installed)")
     p.add_argument("--seed", type=int, default=0)
 
