@@ -289,15 +289,25 @@ def test_eval_transform():
 
 
 def test_dataloader_workers_get_different_augmentations(synth_root):
-    torch.manual_seed(0)
-    t = build_train_transform((32, 32), ignore_index=255, seed=0)
-    ds = open_dataset(synth_root, "train", transform=t)
-    ds.pairs = ds.pairs[:1] * 4  # the same item four times
-    # spawn, as edgekd's trainers do: forking a process that already runs runtime threads
-    # (OpenVINO, ONNX Runtime imported by earlier tests) can crash the worker
-    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, multiprocessing_context="spawn")
-    images = [batch[0][0] for batch in loader]
-    assert not torch.equal(images[0], images[1])  # worker 0 and worker 1 did not repeat each other
+    # Run in a fresh interpreter: DataLoader worker processes started from a pytest process that
+    # already holds OpenVINO/ONNX Runtime threads (earlier tests) crashed it with SIGSEGV in CI.
+    import subprocess
+    import sys
+
+    script = f"""
+import torch
+from edgekd.data import build_train_transform, open_dataset
+torch.manual_seed(0)
+t = build_train_transform((32, 32), ignore_index=255, seed=0)
+ds = open_dataset({str(synth_root)!r}, "train", transform=t)
+ds.pairs = ds.pairs[:1] * 4  # the same item four times
+loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, multiprocessing_context="spawn")
+images = [batch[0][0] for batch in loader]
+print("DIFFERENT" if not torch.equal(images[0], images[1]) else "SAME")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("DIFFERENT")  # worker 0 and worker 1 did not repeat each other
 
 
 def test_parse_size():
