@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from edgekd.cli._common import print_json, progress_bar, size_arg
 from edgekd.cli.train import add_arguments as add_train_arguments

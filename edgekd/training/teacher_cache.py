@@ -59,7 +59,7 @@ def build_or_open_cache(
     tmp = data_file.with_suffix(".tmp")
     array = np.memmap(tmp, np.float16, "w+", shape=shape)
     teacher.eval()
-    flush = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)
     task = progress.add_task("teacher logits → cache", total=len(dataset)) if progress else None
     try:
         for i in range(len(dataset)):
