@@ -123,12 +123,13 @@ def _parity_cell(p: dict) -> str:
         return p.get("status", "?")
     delta = "n/a" if p.get("miou_delta") is None else f"{p['miou_delta'] * 100:+.2f}"
     flag = " ⚠" if p.get("warning") else ""
-    return f"{p['argmax_agreement'] * 100:.2f}% / {p['max_abs_logit_diff']:.1e} / {delta}{flag}"
+    method = f" ({p['method']})" if p.get("method") else ""
+    return f"{p['argmax_agreement'] * 100:.2f}% / {p['max_abs_logit_diff']:.1e} / {delta}{flag}{method}"
 
 
-def markdown(rows: list[dict], args: argparse.Namespace, size: tuple[int, int]) -> str:
+def markdown(rows: list[dict], args: argparse.Namespace, size: tuple[int, int], command: str) -> str:
     h, w = size
-    lines = [f"Students at {w}×{h} (W×H), CamVid classes; `{' '.join(sys.argv)}`.", ""]
+    lines = [f"Students at {w}×{h} (W×H), CamVid classes; `.venv/bin/python {command}`.", ""]
     lines += ["**Artifact size (MB)**", "",
               "| student | origin | params | torch | ORT FP32 | ORT INT8 | OV FP32 | OV FP16 | OV INT8 | Core ML FP16 (spec load) | TRT FP16 / INT8 recipe |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -146,13 +147,14 @@ def markdown(rows: list[dict], args: argparse.Namespace, size: tuple[int, int]) 
     for r in rows:
         m = r["manifests"]
         ov = lambda k, v: m[k]["parity"].get("variants", {}).get(v, {"status": "n/a"})  # noqa: E731
-        cells = [m["onnxruntime-fp32"]["parity"], m["onnxruntime-int8"]["parity"], m["openvino-fp32"]["parity"],
+        ort_int8 = dict(m["onnxruntime-int8"]["parity"], method=m["onnxruntime-int8"]["calibration"]["method"])
+        cells = [m["onnxruntime-fp32"]["parity"], ort_int8, m["openvino-fp32"]["parity"],
                  ov("openvino-fp32", "device default"), m["openvino-fp16"]["parity"], m["openvino-int8"]["parity"],
                  ov("openvino-int8", "device default"), m["coreml-fp16"]["parity"], m["tensorrt-int8"]["parity"]]
         lines.append(f"| {r['student']} | " + " | ".join(_parity_cell(c) for c in cells) + " |")
     notes = [f"- {r['student']}: {n}" for r in rows for n in r.get("notes", [])]
-    methods = sorted({r["manifests"]["onnxruntime-int8"]["calibration"]["method"] for r in rows})
-    lines += ["", f"ORT INT8 calibration: {', '.join(methods)} (per artifact in its manifest); OpenVINO INT8: nncf.quantize; "
+    lines += ["", "ORT INT8: calibration method in brackets (percentile by default; minmax where percentile cannot "
+              "histogram the near-constant activations of an untrained model); OpenVINO INT8: nncf.quantize; "
               "Core ML and TensorRT cannot run here (macOS / NVIDIA GPU)."] + notes
     lines += ["", f"**Latency (ms, median, batch 1, {args.threads} threads)**; the precision each runtime really used in brackets", "",
               "| student | " + " | ".join(c for c, _, _ in RUNS) + " | load avg (1 min) |", "|---|" + "---|" * (len(RUNS) + 1)]
@@ -165,6 +167,19 @@ def markdown(rows: list[dict], args: argparse.Namespace, size: tuple[int, int]) 
     return "\n".join(lines) + "\n"
 
 
+def _command() -> str:
+    """This run's command line without the flags that do not change the figures (--reuse, --write-doc)."""
+    args, out, skip = sys.argv[:], [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--write-doc":
+            skip = True
+        elif arg != "--reuse":
+            out.append(f"'{arg}'" if " " in arg else arg)
+    return " ".join(out)
+
+
 def write_doc(doc: Path, table: str) -> None:
     text = doc.read_text()
     if MARK_START not in text or MARK_END not in text:
@@ -175,8 +190,8 @@ def write_doc(doc: Path, table: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--calib", type=Path, required=True, help="dataset folder (train split calibrates, val split for parity)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--calib", type=Path, help="dataset folder (train split calibrates, val split for parity)")
+    p.add_argument("--out", type=Path, help="work folder: checkpoints/, artifacts/, export_table.json")
     p.add_argument("--checkpoints", type=Path, default=None, help="folder of trained <student>.safetensors (else random init)")
     p.add_argument("--students", default=None, help="comma-separated (default: every zoo student); 'none' for only --extra")
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=CKPT", help="an extra row from a trained checkpoint")
@@ -190,7 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-latency", dest="latency", action="store_false", help="export and parity only")
     p.add_argument("--reuse", action="store_true", help="reuse complete artifact folders from an earlier run of this tool")
     p.add_argument("--write-doc", type=Path, default=None, help="replace the marked table section of this markdown file")
+    p.add_argument("--render", type=Path, default=None, help="re-render the tables from an earlier run's export_table.json")
     args = p.parse_args(argv)
+    if args.render:
+        doc = json.loads(args.render.read_text())
+        table = markdown(doc["rows"], argparse.Namespace(**doc["args"]), tuple(doc["size"]), doc["command"])
+        print(table)
+        if args.write_doc:
+            write_doc(args.write_doc, table)
+        return 0
+    if args.calib is None or args.out is None:
+        p.error("--calib and --out are required (unless --render)")
 
     import torch
 
@@ -210,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         label, _, path = extra.partition("=")
         print(f"== {label}", flush=True)
         rows.append(one_student(label, args, size, frame, given=Path(path)))
-    table = markdown(rows, args, size)
+    command = _command()
+    table = markdown(rows, args, size, command)
     host = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(), "cores": os.cpu_count()}
-    (args.out / "export_table.json").write_text(json.dumps({"host": host, "rows": rows}, indent=1, default=str))
+    saved = {"threads": args.threads, "parity_images": args.parity_images}
+    (args.out / "export_table.json").write_text(json.dumps(
+        {"host": host, "command": command, "size": list(size), "args": saved, "rows": rows}, indent=1, default=str))
     print(table)
     if args.write_doc:
         write_doc(args.write_doc, table)
