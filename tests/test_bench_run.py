@@ -180,3 +180,18 @@ def test_cli_errors_are_one_line_with_the_fix(artifacts, tmp_path, capsys) -> No
     assert main(["bench", "--device", "host", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["devices"]) == 0 and "jetson-orin-nano" in capsys.readouterr().out
+
+
+def test_named_run_id_then_resume_by_that_name(artifacts, tmp_path, capsys) -> None:
+    out, cell = tmp_path / "res", str(artifacts["tensorrt-fp32"])  # unavailable here: a row without timing, fast
+    assert main(["bench", "--device", "host", cell, "--out", str(out), *CLI_FAST, "--run-id", "study-1"]) == 0
+    run_file = out / "host" / "study-1.jsonl"
+    assert [r["run_id"] for r in read_records(run_file)[0]] == ["study-1"]
+    capsys.readouterr()
+    assert main(["bench", "--device", "host", cell, "--out", str(out), *CLI_FAST, "--run-id", "study-1"]) == 2
+    assert "pass --resume study-1" in capsys.readouterr().err
+    assert main(["bench", "--device", "host", cell, "--out", str(out), "--run-id", "../x"]) == 2
+    assert "letters, digits" in capsys.readouterr().err
+    before = run_file.read_bytes()
+    assert main(["bench", "--device", "host", cell, "--out", str(out), *CLI_FAST, "--resume", "study-1"]) == 0
+    assert run_file.read_bytes() == before  # the one cell is already recorded

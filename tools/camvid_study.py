@@ -8,13 +8,25 @@ can be repeated after an interruption. Results go to OUT/summary.json and OUT/st
     .venv/bin/python tools/camvid_study.py --out ~/edgekd-camvid \
         --students lraspp_mobilenetv3_small --methods baseline,kd,cwd,dist --epochs 12
 
-Stages: ``train`` (all runs), ``cache-speedup`` (teacher cache vs live teacher, per step).
-Export and bench of the results use ``edgekd export`` / ``edgekd bench`` on OUT/checkpoints.
+Stages (``--stages``, all by default, each skips what is already done):
+
+``train``   every student × method into OUT/checkpoints (and the teacher-cache speed-up once);
+``export``  every checkpoint to ONNX Runtime and OpenVINO FP32/INT8 and Core ML FP16 with parity
+            (``edgekd export``), into OUT/artifacts;
+``bench``   every artifact on ``host`` with accuracy on CamVid val (``edgekd bench``), rows into
+            ``--results`` (resumed when interrupted);
+``table``   OUT/study.md: mIoU per student × method, Δ from KD, INT8 drop, latency, FPS,
+            end-to-end ms, peak memory per student × backend, and the pick for ``host``.
+
+Two processes may split the training (e.g. ``--methods baseline,kd-t1`` and ``--methods
+cwd,dist``): each merges its runs into summary.json by (student, method).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,6 +104,18 @@ def train_seconds(ckpt: Path) -> float | None:
     return sum(h.get("train_seconds", 0.0) for h in history)
 
 
+def write_summary(args, rows: list[dict], speedup: dict | None = None) -> None:
+    """Merge this process's runs into OUT/summary.json (another process may own other runs)."""
+    path = args.out / "summary.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    merged = {(r["student"], r["method"]): r for r in previous.get("runs", [])}
+    merged.update({(r["student"], r["method"]): r for r in rows})
+    path.write_text(json.dumps({
+        "config": {k: str(v) for k, v in vars(args).items()}, "runs": list(merged.values()),
+        "teacher_cache_speedup": speedup or previous.get("teacher_cache_speedup"),
+    }, indent=2))
+
+
 def measure_cache_speedup(args, student: str, steps: int = 10) -> dict:
     """Seconds per training step with the cached teacher vs the live teacher (same run otherwise).
 
@@ -115,24 +139,153 @@ def measure_cache_speedup(args, student: str, steps: int = 10) -> dict:
     return result
 
 
+EXPORT_TARGETS = "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:int8,coreml:fp16"
+STAGES = ("train", "export", "bench", "table")
+
+
+def edgekd_cli(*argv: str) -> None:
+    """Run one ``edgekd`` command in a child process: the same command a user would type."""
+    print("$ edgekd " + " ".join(argv), flush=True)
+    subprocess.run([sys.executable, "-m", "edgekd", *argv], check=True)
+
+
+def study_runs(args) -> list[tuple[str, str]]:
+    return [(s, m) for s in args.students.split(",") for m in args.methods.split(",")]
+
+
+def train_all(args) -> None:
+    rows = []
+    for student, method in study_runs(args):
+        row = run_one(args, student, method)
+        row["train_seconds"] = train_seconds(Path(row["checkpoint"]))
+        rows.append(row)
+        write_summary(args, rows)
+    if args.cache_speedup_steps and any(m != "baseline" for m in args.methods.split(",")):
+        speedup = measure_cache_speedup(args, args.students.split(",")[0], args.cache_speedup_steps)
+        log(args.out, f"teacher cache: {speedup}")
+        write_summary(args, rows, speedup)
+    log(args.out, "trained: " + "; ".join(f"{r['student']}/{r['method']} mIoU {r['val_miou']:.4f}" for r in rows))
+
+
+def export_all(args) -> None:
+    """Export every trained checkpoint; one whose artifact folders all exist is skipped."""
+    folders = [t.replace(":", "-") for t in args.export.split(",")]
+    for student, method in study_runs(args):
+        ckpt = args.out / "checkpoints" / f"{student}-{method}.safetensors"
+        root = args.out / "artifacts" / ckpt.stem
+        if all((root / f / "manifest.json").is_file() for f in folders):
+            log(args.out, f"skip export of {ckpt.stem}: its artifacts exist")
+            continue
+        t0 = time.perf_counter()
+        edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-size", "100",
+                   "--data", str(args.camvid), "--parity-images", "8", "--out", str(args.out / "artifacts"), "--force")
+        log(args.out, f"exported {ckpt.stem} in {time.perf_counter() - t0:.0f} s")
+
+
+def bench_all(args) -> None:
+    """Bench every artifact on ``host`` with CamVid val accuracy under one run id (resumed if it exists)."""
+    folders = [str(args.out / "artifacts" / f"{s}-{m}") for s, m in study_runs(args)]
+    run_file = args.results / "host" / f"{args.run_id}.jsonl"
+    run = ["--resume", args.run_id] if run_file.is_file() else ["--run-id", args.run_id]
+    t0 = time.perf_counter()
+    edgekd_cli("bench", "--device", "host", *folders, "--data", str(args.camvid), "--duration", str(args.bench_seconds),
+               "--warmup-max", "3", "--e2e", "2", "--throughput", "2", "--out", str(args.results), *run)
+    log(args.out, f"bench done in {time.perf_counter() - t0:.0f} s: {run_file}")
+
+
+def _fmt(value, digits: int = 1, signed: bool = False) -> str:
+    if value is None or value != value:  # None or NaN
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def accuracy_table(args, df) -> list[str]:
+    """Val mIoU per student × method (PyTorch FP32), Δ from KD, and what INT8 costs through each runtime."""
+    summary = {(r["student"], r["method"]): r for r in json.loads((args.out / "summary.json").read_text())["runs"]}
+    lines = ["| student | method | val mIoU % (PyTorch FP32) | Δ vs no KD | boundary F % | ORT INT8 mIoU % (drop) "
+             "| OpenVINO INT8 mIoU % (drop) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for student, method in study_runs(args):
+        run = summary.get((student, method))
+        if run is None:
+            continue
+        base = summary.get((student, "baseline"))
+        miou = 100 * run["val_miou"]
+        delta = miou - 100 * base["val_miou"] if base and method != "baseline" else None
+        int8 = []
+        for backend in ("onnxruntime", "openvino"):
+            row = df[(df["candidate"] == f"{student}-{method}") & (df["backend"] == backend) & (df["precision"] == "int8")]
+            row = row.iloc[0] if len(row) else None
+            int8.append("—" if row is None or row["status"] != "ok" else
+                        f"{_fmt(100 * row['miou'])} ({_fmt(100 * row['delta_miou_vs_fp32'], 2, signed=True)})")
+        lines.append(f"| {student} | {method} | {_fmt(miou)} | {_fmt(delta, signed=True) if delta is not None else '—'} "
+                     f"| {_fmt(100 * run['val_boundary_f'])} | {int8[0]} | {int8[1]} |")
+    return lines
+
+
+def speed_table(args, df) -> list[str]:
+    """Per student × backend: KD does not change the network, so the figures are the median over its methods' cells."""
+    lines = ["| student | backend | precision used | cells | p50 ms (median, range) | p99 ms | FPS | e2e ms | peak MB | model MB |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for student in args.students.split(","):
+        mine = df[df["candidate"].str.startswith(f"{student}-")]
+        for (backend, precision), group in mine.groupby(["backend", "precision"], sort=True):
+            ok = group[group["status"] == "ok"]
+            if ok.empty:
+                reason = str(group.iloc[0]["reason"]).split(";")[0][:90]
+                lines.append(f"| {student} | {backend} {precision} | — | {len(group)} | {group.iloc[0]['status']}: {reason} "
+                             "| | | | | |")
+                continue
+            med = {k: statistics.median(ok[k].dropna()) if ok[k].notna().any() else None
+                   for k in ("latency_p50_ms", "latency_p99_ms", "fps", "e2e_ms", "peak_mb", "model_mb")}
+            used = ", ".join(sorted(set(ok["precision_used"].dropna())))
+            p50 = f"{_fmt(med['latency_p50_ms'])} ({_fmt(ok['latency_p50_ms'].min())}–{_fmt(ok['latency_p50_ms'].max())})"
+            lines.append(f"| {student} | {backend} {precision} | {used} | {len(ok)} | {p50} | {_fmt(med['latency_p99_ms'])} "
+                         f"| {_fmt(med['fps'])} | {_fmt(med['e2e_ms'])} | {_fmt(med['peak_mb'], 0)} | {_fmt(med['model_mb'], 2)} |")
+    return lines
+
+
+def write_table(args) -> None:
+    """OUT/study.md from summary.json and the bench rows: the tables the README links to, and the pick."""
+    from edgekd.compare import compare_results, pick_best
+
+    df = compare_results([str(args.results / "host" / f"{args.run_id}.jsonl")])
+    pick = pick_best(df, "host")
+    text = "\n".join([
+        "### Accuracy (CamVid val, 101 images at 180×240, labels native)", "", *accuracy_table(args, df), "",
+        "### Speed and memory on host (edgekd bench --device host)", "", *speed_table(args, df), "",
+        "### Pick for host", "", "```", pick.text(), "```", "",
+    ])
+    (args.out / "study.md").write_text(text)
+    log(args.out, f"tables written to {args.out / 'study.md'}")
+    print(text)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="directory for checkpoints, teacher cache, logs, summary")
+    p.add_argument("--out", type=Path, required=True, help="directory for checkpoints, teacher cache, artifacts, logs, summary")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, in order: {', '.join(STAGES)}")
     p.add_argument("--camvid", type=Path, default=SHARED / "data" / "camvid")
     p.add_argument("--teacher", type=Path, default=SHARED / "models" / "cgnet_m3n21_camvid_trainval.pth")
     p.add_argument("--teacher-arch", default="cgnet_m3n21")
-    p.add_argument("--students", default="lraspp_mobilenetv3_small")
-    p.add_argument("--methods", default="baseline,kd,cwd,dist")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--students", default="lraspp_mobilenetv3_small,fast_scnn,unet_tiny")
+    p.add_argument("--methods", default="baseline,kd-t1,cwd,dist")
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--crop", type=parse_size, default=(180, 240))
     p.add_argument("--scale", type=float, nargs=2, default=(0.4, 0.7), help="random rescale of the 360×480 image before cropping")
     p.add_argument("--eval-size", type=parse_size, default=(180, 240), help="val images are resized to this (labels stay native)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (1 lets two processes share 2 cores)")
     p.add_argument("--cache-speedup-steps", type=int, default=10, help="steps timed with and without the teacher cache (0: skip)")
+    p.add_argument("--export", default=EXPORT_TARGETS, help=f"backend:precision pairs to export (default {EXPORT_TARGETS})")
+    p.add_argument("--results", type=Path, default=ROOT / "bench_results", help="bench results folder (default bench_results/)")
+    p.add_argument("--run-id", default="camvid-study", help="bench run id: rows go to RESULTS/host/RUN_ID.jsonl")
+    p.add_argument("--bench-seconds", type=float, default=5.0, help="timed seconds per bench cell (default 5)")
     args = p.parse_args(argv)
+    stages = args.stages.split(",")
+    if any(s not in STAGES for s in stages):
+        p.error(f"--stages {args.stages}: choose from {', '.join(STAGES)}")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in (args.camvid, args.teacher):
@@ -142,20 +295,11 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     log(args.out, f"study: {vars(args)}")
-    rows = []
-    for student in args.students.split(","):
-        for method in args.methods.split(","):
-            row = run_one(args, student, method)
-            row["train_seconds"] = train_seconds(Path(row["checkpoint"]))
-            rows.append(row)
-            (args.out / "summary.json").write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()}, "runs": rows}, indent=2))
-    speedup = None
-    if args.cache_speedup_steps and any(m != "baseline" for m in args.methods.split(",")):
-        speedup = measure_cache_speedup(args, args.students.split(",")[0], args.cache_speedup_steps)
-        log(args.out, f"teacher cache: {speedup}")
-    (args.out / "summary.json").write_text(json.dumps(
-        {"config": {k: str(v) for k, v in vars(args).items()}, "runs": rows, "teacher_cache_speedup": speedup}, indent=2))
-    log(args.out, "summary: " + "; ".join(f"{r['student']}/{r['method']} mIoU {r['val_miou']:.4f}" for r in rows))
+    t0 = time.perf_counter()
+    for stage, action in (("train", train_all), ("export", export_all), ("bench", bench_all), ("table", write_table)):
+        if stage in stages:
+            action(args)
+    log(args.out, f"stages {args.stages} took {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -208,6 +208,9 @@ def run_bench(profile: DeviceProfile, artifact_paths: list[str | Path], opts: Be
         raise EdgekdError(f"no artifact to benchmark on {profile.name}: " + ("; ".join(notes) or "none found"))
     out_dir = Path(out_dir)
     run_id = resolve_resume(out_dir, profile.name, run_id) if resume else (run_id or new_run_id())
+    if not resume and run_path(out_dir, profile.name, run_id).exists():
+        raise EdgekdError(f"run {run_id!r} already exists under {out_dir / profile.name}; pass --resume {run_id} "
+                          "to add its missing cells, or choose another --run-id")
     store = ResultStore(run_path(out_dir, profile.name, run_id))
     previous, warnings = store.read()
     done = completed_keys(previous, opts.retry_failed) if resume else set()

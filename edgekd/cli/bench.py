@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 NAME = "bench"
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, default=10.0, help="sustained-run window in seconds (default 10)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_ID",
                    help="continue a run: skip cells it already recorded (no RUN_ID: the device's latest run)")
+    p.add_argument("--run-id", help="name for a new run's results file (default: UTC time + random suffix)")
     p.add_argument("--retry-failed", action="store_true", help="with --resume, run cells recorded as failed again")
     p.add_argument("--out", type=Path, default=Path("bench_results"), help="results folder (default bench_results/)")
     p.add_argument("--host", help="run on this ssh host (user@addr) with the profile's python and work dir")
@@ -53,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
         accuracy_images=args.accuracy_images, cell_timeout_s=args.cell_timeout, retry_failed=args.retry_failed,
     )
     target = SshTarget(profile.connection) if profile.connection.type == "ssh" else None
-    run_id = args.resume if isinstance(args.resume, str) else None
+    if args.run_id and args.resume:
+        raise EdgekdError(f"--run-id {args.run_id} names a new run; to continue it pass --resume {args.run_id} alone")
+    if args.run_id and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.run_id):
+        raise EdgekdError(f"--run-id {args.run_id!r}: use letters, digits, '.', '_' and '-' only (it names a file)")
+    run_id = args.resume if isinstance(args.resume, str) else args.run_id
     summary = run_bench(profile, args.artifacts, opts, args.out, resume=bool(args.resume), run_id=run_id,
                         target=target, reporter=RichReporter())
     failed = sum(r["status"] == "failed" for r in summary.written)
