@@ -52,8 +52,10 @@ class SegmentationModel(nn.Module):
     ``forward(x)`` takes a normalised N×3×H×W batch and returns logits N×C×H×W at the input
     resolution (bilinear upsampling inside the graph, so exported models need no post-resize).
     ``forward_features(x)`` also returns named intermediate features for feature distillation;
-    ``feature_channels`` names them with their channel counts and ``output_stride`` is the factor
-    H and W must be divisible by.
+    ``feature_channels`` names them with their channel counts and ``output_stride`` is the
+    coarsest feature's downsampling factor. Any H and W run (stages resize their skip inputs to
+    match), but sizes divisible by ``output_stride`` avoid that internal resampling, and export
+    warns about the others (ESPNet alone needs multiples of 8 and says so).
     """
 
     output_stride: int = 8
