@@ -56,7 +56,7 @@ def build_or_open_cache(
             return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), 0.0)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tmp = data_file.with_suffix(".tmp")
+    tmp = data_file.with_suffix(f".tmp-{os.getpid()}")  # two trainers building the same cache must not share it
     array = np.memmap(tmp, np.float16, "w+", shape=shape)
     teacher.eval()
     torch.set_flush_denormal(True)
