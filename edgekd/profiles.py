@@ -292,8 +292,8 @@ def runtime_options_for(profile: DeviceProfile, backend: str) -> dict[str, Any]:
     """The profile's runtime options that concern ``backend``, named as that backend's ``load()`` takes them.
 
     Backends refuse unknown options (never ignoring them silently), so only options a backend
-    declares are passed. TensorRT's workspace and DLA core shape the engine build (export /
-    on-target build recipe), not ``load()``: they are recorded with the device, not passed here.
+    declares are passed. TensorRT's workspace and DLA core go to its ``load()``, which builds the
+    engine on the target with them in place of the export-time recipe's.
     """
     r = profile.runtime
     opts: dict[str, Any] = {}
@@ -310,6 +310,9 @@ def runtime_options_for(profile: DeviceProfile, backend: str) -> dict[str, Any]:
             opts["denormals_optimization"] = True
     if backend == "torch" and r.denormals_as_zero:
         opts["flush_denormal"] = True
+    if backend == "tensorrt":
+        opts.update({k: v for k, v in (("workspace_mb", r.tensorrt_workspace_mb), ("dla_core", r.tensorrt_dla_core))
+                     if v is not None})
     if backend == "coreml" and r.coreml_compute_units is not None:
         opts["compute_units"] = r.coreml_compute_units
     return opts

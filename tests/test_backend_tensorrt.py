@@ -11,7 +11,7 @@ import torch
 from edgekd.backends.base import BackendUnavailable
 from edgekd.backends.calibration import CalibrationBatches, normalize_pixels
 from edgekd.backends.tensorrt_recipe import (
-    CalibratorFeed, RecipeError, calibrator_feed, engine_cache_path, make_recipe, read_recipe, validate_recipe,
+    CalibratorFeed, RecipeError, calibrator_feed, engine_cache_path, for_target, make_recipe, read_recipe, validate_recipe,
 )
 from edgekd.export import export_checkpoint, load_artifact, read_manifest
 from test_export_support import MEAN, SIZE, STD, build_tiny, make_checkpoint, tiny_ckpt  # noqa: F401  (fixture)
@@ -138,6 +138,20 @@ def test_engine_cache_is_keyed_by_gpu_tensorrt_version_and_recipe(tmp_path):
     assert engine_cache_path(tmp_path, "NVIDIA GeForce RTX 4090", "10.3.0", recipe).parent != a.parent
     assert engine_cache_path(tmp_path, "NVIDIA Jetson AGX Orin", "10.7.0", recipe).parent != a.parent
     assert engine_cache_path(tmp_path, "NVIDIA Jetson AGX Orin", "10.3.0", {**recipe, "workspace_mb": 64}) != a
+
+
+def test_device_settings_replace_the_export_time_ones_and_key_their_own_engine(tmp_path):
+    from edgekd.profiles import load_profile, runtime_options_for
+
+    recipe = _recipe()  # exported with a 512 MiB workspace, no DLA
+    agx = runtime_options_for(load_profile("jetson-agx-orin"), "tensorrt")
+    target = for_target(recipe, **agx)
+    assert target["workspace_mb"] == agx["workspace_mb"] and target["dla_core"] == agx.get("dla_core")
+    assert recipe["workspace_mb"] == 512 and recipe["dla_core"] is None  # the artifact's recipe is untouched
+    assert engine_cache_path(tmp_path, "Orin", "10.3.0", target) != engine_cache_path(tmp_path, "Orin", "10.3.0", recipe)
+    assert for_target(recipe) == recipe
+    with pytest.raises(RecipeError, match="DLA runs fp16 or int8 only"):
+        for_target(_recipe(precision="fp32"), dla_core=0)
 
 
 def test_loading_without_tensorrt_says_why_and_how_to_fix(untrained_ckpt, tmp_path):

@@ -23,7 +23,7 @@ from edgekd.backends.calibration import CalibrationBatches
 from edgekd.backends.onnx_export import ConverterError
 from edgekd.backends.tensorrt_recipe import (
     CALIB_CACHE_FILE, CALIB_DATA_FILE, INT8_SOURCES, RECIPE_FILE, CalibratorFeed, calibrator_feed,
-    engine_cache_dir, engine_cache_path, make_recipe, read_recipe,
+    engine_cache_dir, engine_cache_path, for_target, make_recipe, read_recipe,
 )
 from edgekd.errors import EdgekdError
 
@@ -121,11 +121,14 @@ def _configure(trt: Any, builder: Any, network: Any, recipe: dict[str, Any], art
     return config
 
 
-def build_engine_from_recipe(artifact_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
-    """Build (or reuse) the engine for this artifact on this GPU; returns the cached engine path."""
+def build_engine_from_recipe(artifact_dir: Path, cache_dir: Path = DEFAULT_CACHE, recipe: dict[str, Any] | None = None) -> Path:
+    """Build (or reuse) the engine for this artifact on this GPU; returns the cached engine path.
+
+    ``recipe`` defaults to the artifact's own; pass ``for_target(...)``'s to apply a device's settings.
+    """
     trt, torch = _trt(), _cuda_torch()
     artifact_dir = Path(artifact_dir)
-    recipe = read_recipe(artifact_dir)
+    recipe = recipe or read_recipe(artifact_dir)
     gpu = torch.cuda.get_device_name()
     engine_path = engine_cache_path(cache_dir, gpu, trt.__version__, recipe)
     if engine_path.is_file():
@@ -159,7 +162,9 @@ class TensorRTBackend(Backend):
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "tensorrt"
     needs_onnx = True
-    runtime_options = {"cache_dir": f"engine cache folder (default {DEFAULT_CACHE})"}
+    runtime_options = {"cache_dir": f"engine cache folder (default {DEFAULT_CACHE})",
+                       "workspace_mb": "builder workspace for the engine built here (default: the recipe's)",
+                       "dla_core": "DLA core for the engine built here (default: the recipe's)"}
     export_options = {
         "trt_workspace_mb": "builder workspace pool limit in MiB (default 1024)",
         "trt_dla_core": "DLA core index on Jetson (fp16/int8 only; GPU fallback on)",
@@ -215,8 +220,10 @@ class TensorRTBackend(Backend):
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
         self.check_runtime_options(runtime_options)
         cache_dir = Path(runtime_options.get("cache_dir", DEFAULT_CACHE))
-        engine = build_engine_from_recipe(Path(artifact_dir), cache_dir)
-        return TensorRTSession(engine, read_recipe(Path(artifact_dir)))
+        recipe = for_target(read_recipe(Path(artifact_dir)), workspace_mb=runtime_options.get("workspace_mb"),
+                            dla_core=runtime_options.get("dla_core"))
+        engine = build_engine_from_recipe(Path(artifact_dir), cache_dir, recipe)
+        return TensorRTSession(engine, recipe)
 
 
 class TensorRTSession(Session):

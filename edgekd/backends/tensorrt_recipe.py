@@ -56,6 +56,21 @@ def make_recipe(*, precision: str, onnx_file: str, onnx_sha256: str, input_size:
     return recipe
 
 
+def for_target(recipe: dict[str, Any], *, workspace_mb: int | None = None, dla_core: int | None = None) -> dict[str, Any]:
+    """The recipe with the target device's build settings (a device profile's TensorRT workspace and
+    DLA core) in place of the export-time ones; re-validated, so fp32 on a DLA core is refused.
+
+    The engine cache key covers the whole recipe, so a different workspace or DLA core builds
+    its own engine instead of reusing one built for other settings.
+    """
+    merged = dict(recipe)
+    if workspace_mb is not None:
+        merged["workspace_mb"] = int(workspace_mb)
+    if dla_core is not None:
+        merged["dla_core"] = int(dla_core)
+    return validate_recipe(merged)
+
+
 def _check_profile(name: str, profile: dict[str, Any]) -> None:
     try:
         lo, opt, hi = (list(map(int, profile[k])) for k in ("min", "opt", "max"))
