@@ -252,6 +252,29 @@ def accuracy_table(args, df) -> list[str]:
     return lines
 
 
+def pivot_table(args) -> list[str]:
+    """The README's one-look table: val mIoU per student (rows) and method (columns), Δ in brackets."""
+    summary = {(r["student"], r["method"]): r for r in json.loads((args.out / "summary.json").read_text())["runs"]}
+    methods = args.methods.split(",")
+    lines = ["| student | params | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+    for student in args.students.split(","):
+        base = summary.get((student, "baseline"))
+        cells = []
+        for method in methods:
+            run = summary.get((student, method))
+            if run is None:
+                cells.append("—")
+                continue
+            text = _fmt(100 * run["val_miou"])
+            if base and method != "baseline":
+                text += f" ({_fmt(100 * (run['val_miou'] - base['val_miou']), signed=True)})"
+            cells.append(text)
+        params = next((summary[(student, m)]["params"] for m in methods if (student, m) in summary), None)
+        lines.append(f"| {student} | {params / 1e6:.2f} M | " + " | ".join(cells) + " |" if params else
+                     f"| {student} | — | " + " | ".join(cells) + " |")
+    return lines
+
+
 def speed_table(args, df) -> list[str]:
     """Per student × backend: KD does not change the network, so the figures are the median over its methods' cells."""
     lines = ["| student | backend | precision used | cells | p50 ms (median, range) | p99 ms | FPS | e2e ms | peak MB | model MB |",
@@ -281,6 +304,7 @@ def write_table(args) -> None:
     df = compare_results([str(args.results / "host" / f"{args.run_id}.jsonl")])
     pick = pick_best(df, "host")
     text = "\n".join([
+        "### Val mIoU % per student and method (Δ vs no KD, points)", "", *pivot_table(args), "",
         "### Accuracy (CamVid val, 101 images at 180×240, labels native)", "", *accuracy_table(args, df), "",
         "### Speed and memory on host (edgekd bench --device host)", "", *speed_table(args, df), "",
         "### Pick for host", "", "```", pick.text(), "```", "",
