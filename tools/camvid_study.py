@@ -275,6 +275,28 @@ def pivot_table(args) -> list[str]:
     return lines
 
 
+def parity_table(args) -> list[str]:
+    """Export parity per artifact (8 val images vs PyTorch FP32): argmax agreement and max |Δlogit|."""
+    targets = [t.replace(":", "-") for t in args.export.split(",")]
+    lines = ["| candidate | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    for student, method in study_runs(args):
+        cells = []
+        for target in targets:
+            manifest = args.out / "artifacts" / f"{student}-{method}" / target / "manifest.json"
+            found = json.loads(manifest.read_text()) if manifest.is_file() else {}
+            parity = found.get("parity") or {}
+            if found and parity.get("status") == "unavailable":
+                cells.append(f"converted, {found['size_bytes'] / 1e6:.2f} MB; parity needs macOS" if found["backend"] == "coreml"
+                             else f"converted; parity {parity['status']}")
+            elif parity.get("status") == "ok":
+                flag = " ⚠" if parity["argmax_agreement"] < parity.get("threshold", 0.98) else ""
+                cells.append(f"{100 * parity['argmax_agreement']:.2f}% / {parity['max_abs_logit_diff']:.2g}{flag}")
+            else:
+                cells.append(parity.get("status") or "not exported")
+        lines.append(f"| {student}-{method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def speed_table(args, df) -> list[str]:
     """Per student × backend: KD does not change the network, so the figures are the median over its methods' cells."""
     lines = ["| student | backend | precision used | cells | p50 ms (median, range) | p99 ms | FPS | e2e ms | peak MB | model MB |",
@@ -306,6 +328,8 @@ def write_table(args) -> None:
     text = "\n".join([
         "### Val mIoU % per student and method (Δ vs no KD, points)", "", *pivot_table(args), "",
         "### Accuracy (CamVid val, 101 images at 180×240, labels native)", "", *accuracy_table(args, df), "",
+        "### Export parity (argmax agreement / max |Δlogit| vs PyTorch FP32 on 8 val images; ⚠ below 98%)", "",
+        *parity_table(args), "",
         "### Speed and memory on host (edgekd bench --device host)", "", *speed_table(args, df), "",
         "### Pick for host", "", "```", pick.text(), "```", "",
     ])
