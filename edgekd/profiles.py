@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import os
+import sys
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
@@ -139,11 +140,13 @@ _FILE_ONLY = {"path", "sha256"}
 
 
 def profile_dirs() -> list[Path]:
-    """Where profiles are looked up: ``$EDGEKD_PROFILE_DIR``, then the repository's ``device_profiles/``."""
+    """Where profiles are looked up: ``$EDGEKD_PROFILE_DIR``, the repository's ``device_profiles/``
+    (source checkouts and editable installs), then ``<prefix>/share/edgekd/device_profiles`` (wheels)."""
     dirs = []
     if os.environ.get(PROFILE_DIR_ENV):
         dirs.append(Path(os.environ[PROFILE_DIR_ENV]).expanduser())
     dirs.append(Path(__file__).resolve().parent.parent / "device_profiles")
+    dirs.append(Path(sys.prefix) / "share" / "edgekd" / "device_profiles")
     return [d for d in dirs if d.is_dir()]
 
 

@@ -108,3 +108,18 @@ def test_overrides_keep_the_profile_frozen() -> None:
     assert host.connection.type == "local" and host.runtime.threads == 2
     with pytest.raises(Exception):
         host.name = "x"  # frozen
+
+
+def test_a_wheel_install_finds_the_profiles_under_its_prefix(tmp_path, monkeypatch) -> None:
+    """pyproject ships device_profiles/*.yaml as data files to <prefix>/share/edgekd/device_profiles."""
+    import sys
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["data-files"] == {"share/edgekd/device_profiles": ["device_profiles/*.yaml"]}
+    shared = tmp_path / "share" / "edgekd" / "device_profiles"
+    shared.mkdir(parents=True)
+    (shared / "wheel-only.yaml").write_text(SHIPPED[0].read_text().replace(f"name: {SHIPPED[0].stem}", "name: wheel-only"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert profile_dirs()[-1] == shared
+    assert load_profile("wheel-only").name == "wheel-only"

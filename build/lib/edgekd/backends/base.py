@@ -1,0 +1,110 @@
+"""The surface every runtime backend offers (after MMDeploy's backend manager).
+
+One file per backend (onnxruntime.py, openvino.py, coreml.py, tensorrt.py, torch.py); the
+benchmark core and export reach them only through ``edgekd.backends.registry``.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+
+MANIFEST_NAME = "manifest.json"
+
+
+def artifact_manifest(artifact_dir: Path) -> dict[str, Any]:
+    """The artifact's manifest.json as a dict ({} when there is none, e.g. hand-made folders)."""
+    path = Path(artifact_dir) / MANIFEST_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class BackendUnavailable(EdgekdError):
+    """The backend cannot run here (package missing, needs a GPU or macOS); the message says why and the fix."""
+
+
+class UnsupportedOptionError(EdgekdError):
+    """A runtime or export option the backend does not know; the message lists the known ones."""
+
+
+@dataclass
+class ExportRequest:
+    """What to export: a model in eval mode, its input shape and options.
+
+    ``onnx_path`` is the one ONNX graph the export pipeline makes per checkpoint, shared by the
+    ONNX-based backends (ONNX Runtime, OpenVINO, TensorRT) so they all convert the same graph.
+    ``calib_pixels`` holds the same calibration images as ``calib_images`` before normalisation
+    (uint8 RGB, 4× smaller), for backends that store them for a later build on the target.
+    ``val_images``/``val_masks`` are labelled validation images for accuracy-aware quantisation.
+    ``metadata`` is the checkpoint's metadata document (CheckpointMeta as a dict).
+    """
+
+    model: Any  # torch.nn.Module taking a normalised N×3×H×W float tensor
+    input_size: tuple[int, int]  # (H, W)
+    precision: str  # fp32 | fp16 | int8
+    out_dir: Path
+    calib_images: np.ndarray | None = None  # normalised float32 N×3×H×W from real data
+    dynamic_batch: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    onnx_path: Path | None = None
+    calib_pixels: np.ndarray | None = None  # uint8 RGB N×3×H×W, the calib_images before normalisation
+    val_images: np.ndarray | None = None  # normalised float32 N×3×H×W
+    val_masks: np.ndarray | None = None  # int64 N×H×W labels
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Session(ABC):
+    """A loaded artifact that runs inference the way an app would."""
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits N×C×H×W (float32) for a normalised float32 input N×3×H×W."""
+
+    def sync(self) -> None:
+        """Block until device work has finished (no-op for synchronous CPU runtimes)."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What really runs: provider/device, precision actually used, threads, versions."""
+
+
+class Backend(ABC):
+    name: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+    pip_extra: str = ""
+    #: True when export converts the shared ONNX graph (``ExportRequest.onnx_path``).
+    needs_onnx: bool = False
+    #: Options ``load(..., **runtime_options)`` accepts, with a one-line meaning each.
+    runtime_options: dict[str, str] = {}
+    #: Export options (``ExportRequest.options``) this backend reads, with a one-line meaning each.
+    export_options: dict[str, str] = {}
+
+    @abstractmethod
+    def is_available(self) -> tuple[bool, str]:
+        """(True, "") or (False, reason with the fix)."""
+
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        """Write the runtime's files into ``request.out_dir``; return manifest fields to add."""
+
+    @abstractmethod
+    def load(self, artifact_dir: Path, **runtime_options: Any) -> Session: ...
+
+    def parity_runs(self, precision: str) -> dict[str, dict[str, Any]]:
+        """Named runtime-option sets to measure parity with; the first is the headline figure."""
+        return {"default": {}}
+
+    def check_runtime_options(self, options: dict[str, Any]) -> None:
+        """Refuse options this backend does not know, naming the known ones (never ignore them silently)."""
+        unknown = sorted(set(options) - set(self.runtime_options))
+        if unknown:
+            known = ", ".join(sorted(self.runtime_options)) or "none"
+            raise UnsupportedOptionError(f"{self.name} does not take runtime option(s) {unknown}; known: {known}")

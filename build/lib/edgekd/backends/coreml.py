@@ -1,0 +1,196 @@
+"""Core ML: an ML Program (iOS 16+) converted from ``torch.export``, FP16 or FP32 compute.
+
+``torch.jit.trace`` → coremltools 9.0 fails with torch 2.13 (FACTS.md), ``torch.export`` works.
+Optionally the normalisation is baked into the graph so the app feeds camera pixels (an RGB
+image input) directly; optionally weights are 8-bit linear quantised or palettised. Packages
+load on Linux for a spec check; predictions need macOS, so parity runs only there.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest, Session, artifact_manifest
+from edgekd.backends.onnx_export import converter_error
+from edgekd.errors import EdgekdError
+
+MODEL_FILE = "model.mlpackage"
+COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
+WEIGHT_MODES = ("none", "linear8", "palettize4", "palettize6", "palettize8")
+TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+MACOS_ONLY = "Core ML prediction needs macOS"
+
+
+def _ct():
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import coremltools
+    except ImportError as err:
+        raise BackendUnavailable(f"coremltools is not installed ({err}); pip install 'edgekd[coreml]'") from err
+    return coremltools
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        from edgekd.backends.registry import nearest
+
+        raise EdgekdError(f"Core ML {what} {value!r}{nearest(value, list(allowed))} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _pixels_module(model: Any, normalization: dict[str, Any]) -> Any:
+    """Wrap ``model`` so it takes RGB pixels in 0..255 and applies the normalisation in-graph."""
+    import torch
+
+    class PixelInput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.flip = normalization.get("channel_order", "RGB") == "BGR"
+            self.register_buffer("mean", torch.tensor(normalization["mean"], dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("inv_std", 1.0 / torch.tensor(normalization["std"], dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            x = pixels.flip(1) if self.flip else pixels
+            return self.model((x - self.mean) * self.inv_std)
+
+    return PixelInput().eval()
+
+
+def _compress(ml: Any, mode: str) -> Any:
+    """8-bit linear weight quantisation or k-means palettisation (coremltools.optimize.coreml)."""
+    import coremltools.optimize.coreml as cto
+
+    if mode == "linear8":
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+        return cto.linear_quantize_weights(ml, config=config)
+    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=int(mode.removeprefix("palettize"))))
+    return cto.palettize_weights(ml, config=config)
+
+
+def spec_check(path: Path) -> dict[str, Any]:
+    """Open the .mlpackage without compiling it (works on Linux) and describe its spec."""
+    ct = _ct()
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    ops = sum(len(block.operations) for fn in spec.mlProgram.functions.values() for block in fn.block_specializations.values())
+    return {
+        "loaded_with": f"coremltools {ct.__version__} MLModel(skip_model_load=True)", "specification_version": spec.specificationVersion,
+        "model_type": spec.WhichOneof("Type"), "operations": ops,
+        "inputs": [{"name": i.name, "type": i.type.WhichOneof("Type")} for i in spec.description.input],
+        "outputs": [{"name": o.name, "type": o.type.WhichOneof("Type")} for o in spec.description.output],
+    }
+
+
+class CoreMLBackend(Backend):
+    name = "coreml"
+    precisions = ("fp32", "fp16")
+    pip_extra = "coreml"
+    runtime_options = {"compute_units": f"{', '.join(COMPUTE_UNITS)} (default: the one recorded at export)"}
+    export_options = {
+        "coreml_bake_normalization": "input is an RGB image (0..255 pixels); normalisation runs in the model",
+        "coreml_compute_units": f"{', '.join(COMPUTE_UNITS)} (default ALL)",
+        "coreml_weights": f"{', '.join(WEIGHT_MODES)} (default none)",
+        "coreml_target": f"minimum deployment target: {', '.join(TARGETS)} (default iOS16)",
+    }
+
+    def is_available(self) -> tuple[bool, str]:
+        try:
+            _ct()
+        except BackendUnavailable as err:
+            return False, str(err)
+        return (True, "") if sys.platform == "darwin" else (False, f"{MACOS_ONLY} (this is {sys.platform}); export and spec checks work here")
+
+    def version(self) -> str:
+        return _ct().__version__
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        ct = _ct()
+        options = request.options
+        units = _choice(options.get("coreml_compute_units", "ALL"), COMPUTE_UNITS, "compute units")
+        weights = _choice(options.get("coreml_weights", "none"), WEIGHT_MODES, "weight compression")
+        target = _choice(options.get("coreml_target", "iOS16"), TARGETS, "deployment target")
+        bake = bool(options.get("coreml_bake_normalization", False))
+        if request.dynamic_batch:
+            raise EdgekdError("Core ML export uses a fixed batch of 1 (one camera frame); drop --dynamic-batch for coreml")
+        ml = self._convert(ct, request, bake, units, target)
+        if weights != "none":
+            ml = _compress(ml, weights)
+        normalization = request.metadata["normalization"]
+        ml.short_description = f"edgekd {request.metadata.get('arch', '')} segmentation: logits N×C×H×W"
+        ml.user_defined_metadata.update({
+            "edgekd.class_names": json.dumps(request.metadata.get("class_names", [])),
+            "edgekd.normalization": json.dumps(normalization), "edgekd.normalization_baked": str(bake),
+        })
+        ml.save(str(request.out_dir / MODEL_FILE))
+        return {
+            "runtime_file": MODEL_FILE, "converter": f"coremltools {ct.__version__} ct.convert(torch.export ExportedProgram)",
+            "precision_used": f"{request.precision} compute" + ("" if weights == "none" else f", {weights} weights"),
+            "coreml": {"compute_units": units, "minimum_deployment_target": target, "weights": weights,
+                       "normalization_baked": bake, "input_name": "image" if bake else "input",
+                       "spec_check": spec_check(request.out_dir / MODEL_FILE)},
+        }
+
+    def _convert(self, ct: Any, request: ExportRequest, bake: bool, units: str, target: str) -> Any:
+        import torch
+
+        h, w = request.input_size
+        module = _pixels_module(request.model, request.metadata["normalization"]) if bake else request.model.eval()
+        inputs = [ct.ImageType(name="image", shape=(1, 3, h, w), color_layout=ct.colorlayout.RGB)] if bake \
+            else [ct.TensorType(name="input", shape=(1, 3, h, w))]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # coremltools' own internals, not ours
+                warnings.simplefilter("ignore", FutureWarning)
+                program = torch.export.export(module, (torch.zeros(1, 3, h, w),)).run_decompositions({})
+                return ct.convert(
+                    program, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
+                    compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
+                    minimum_deployment_target=getattr(ct.target, target), compute_units=getattr(ct.ComputeUnit, units),
+                )
+        except Exception as err:
+            raise converter_error("coremltools.convert", err, "replace that op, or export another backend") from err
+
+    def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
+        self.check_runtime_options(runtime_options)
+        if sys.platform != "darwin":
+            raise BackendUnavailable(f"{MACOS_ONLY} (this is {sys.platform}); the artifact's spec check ran at export")
+        return CoreMLSession(Path(artifact_dir), artifact_manifest(artifact_dir), **runtime_options)
+
+
+class CoreMLSession(Session):
+    """macOS only: MLModel.predict frame by frame (Core ML models here take batch 1)."""
+
+    def __init__(self, artifact_dir: Path, manifest: dict[str, Any], *, compute_units: str | None = None) -> None:
+        ct = _ct()
+        info = manifest.get("coreml", {})
+        self.units = _choice(compute_units or info.get("compute_units", "ALL"), COMPUTE_UNITS, "compute units")
+        self.model = ct.models.MLModel(str(artifact_dir / MODEL_FILE), compute_units=getattr(ct.ComputeUnit, self.units))
+        self.baked = bool(info.get("normalization_baked", False))
+        self.normalization = manifest.get("normalization", {})
+        self.precision = manifest.get("precision_used", manifest.get("precision", ""))
+
+    def _feed(self, frame: np.ndarray) -> dict[str, Any]:
+        if not self.baked:
+            return {"input": frame[None]}
+        from PIL import Image
+
+        mean = np.asarray(self.normalization["mean"], dtype=np.float32).reshape(3, 1, 1)
+        std = np.asarray(self.normalization["std"], dtype=np.float32).reshape(3, 1, 1)
+        pixels = frame * std + mean
+        if self.normalization.get("channel_order", "RGB") == "BGR":
+            pixels = pixels[::-1]
+        return {"image": Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 0), "RGB")}
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(self.model.predict(self._feed(f))["logits"], dtype=np.float32) for f in x])
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "coreml", "backend_version": _ct().__version__, "device": "Apple", "compute_units": self.units,
+                "precision": self.precision, "normalization_baked": self.baked}

@@ -1,0 +1,184 @@
+"""ONNX Runtime: FP32 from the exported graph, INT8 by static QDQ quantisation on real images."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest, Session, artifact_manifest
+from edgekd.backends.calibration import CalibrationBatches, check_method
+from edgekd.backends.onnx_export import INPUT_NAME, converter_error
+from edgekd.errors import EdgekdError
+
+MODEL_FILE = "model.onnx"
+_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendUnavailable(f"onnxruntime is not installed ({err}); pip install onnxruntime") from err
+    return onnxruntime
+
+
+def collection_stride(num_batches: int, most: int = 4) -> int:
+    """Largest divisor of ``num_batches`` up to ``most``: batches per ``collect_data`` call.
+
+    ONNX Runtime's histogram calibrators (percentile, entropy) keep every intermediate tensor of
+    every batch of one ``collect_data`` call in memory (lraspp_mobilenetv3_large at 480×360:
+    ~220 MB per image, so 100 images went out of memory at 22 GB); collected in strides, the
+    histograms are merged and memory stays at ``stride`` images. ORT needs the stride to divide
+    the batch count.
+    """
+    return max(d for d in range(1, min(most, num_batches) + 1) if num_batches % d == 0)
+
+
+def _reader(batches: CalibrationBatches):
+    """A ``CalibrationDataReader`` over the batches with the ``__len__``/``set_range`` strided calibration uses."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.set_range(0, len(batches))
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.position, self.end = start_index, min(end_index, len(batches))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.position >= self.end:
+                return None
+            self.position += 1
+            return {INPUT_NAME: batches.batch(self.position - 1)}
+
+    return Reader()
+
+
+def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: str, symmetric: bool = False) -> dict[str, Any]:
+    """Static QDQ INT8 of ``src`` into ``dst``, calibrated on ``batches``; returns what was done.
+
+    u8 activations / s8 per-channel weights suit x86 CPUs (VNNI); ``symmetric`` gives s8
+    activations with zero points of 0, the form TensorRT's explicit quantisation needs.
+    """
+    _ort()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
+    stride = collection_stride(len(batches))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        prepared = Path(tmp) / "prepared.onnx"
+        try:
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared), str(dst), _reader(batches), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=activation, weight_type=QuantType.QInt8, calibrate_method=methods[check_method(method)],
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibStridedMinMax": stride},
+            )
+        except ValueError as err:
+            if "Too many bins" not in str(err):
+                raise converter_error("onnxruntime.quantization.quantize_static", err,
+                                      "try another --calib-method, or export int8 with openvino") from err
+            raise EdgekdError(f"--calib-method {method} cannot histogram an activation whose values span almost no range "
+                              f"(ONNX Runtime: {err}); typical of untrained weights — use --calib-method minmax") from err
+        except Exception as err:
+            raise converter_error("onnxruntime.quantization.quantize_static", err,
+                                  "try another --calib-method, or export int8 with openvino") from err
+    return {
+        "method": check_method(method), "format": "QDQ", "per_channel": True, "num_images": batches.num_images_used,
+        "activations": "int8 symmetric" if symmetric else "uint8 asymmetric", "weights": "int8 symmetric per-channel",
+        "collected_in_strides_of": stride,
+    }
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    precisions = ("fp32", "int8")
+    pip_extra = "onnxruntime"
+    needs_onnx = True
+    runtime_options = {
+        "threads": "intra-op threads (default: ONNX Runtime's choice, one per physical core)",
+        "denormal_as_zero": "session option session.set_denormal_as_zero (flush subnormal floats)",
+        "graph_optimization": f"graph optimisation level: {', '.join(_GRAPH_LEVELS)} (default all)",
+        "providers": "execution providers in order (default ['CPUExecutionProvider']); never falls back silently",
+    }
+    export_options = {"calib_method": "percentile (default) | minmax | entropy (INT8 calibration)"}
+
+    def is_available(self) -> tuple[bool, str]:
+        try:
+            _ort()
+        except BackendUnavailable as err:
+            return False, str(err)
+        return True, ""
+
+    def version(self) -> str:
+        return _ort().__version__
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        assert request.onnx_path is not None, "the export pipeline provides the ONNX graph"
+        dst = request.out_dir / MODEL_FILE
+        if request.precision == "fp32":
+            shutil.copyfile(request.onnx_path, dst)
+            return {"runtime_file": MODEL_FILE, "precision_used": "fp32"}
+        batches = CalibrationBatches(request.calib_images, batch_size=1)
+        quant = quantize_qdq(request.onnx_path, dst, batches, method=request.options.get("calib_method", "percentile"))
+        return {
+            "runtime_file": MODEL_FILE, "calibration": {"method": quant["method"]}, "quantization": quant,
+            "precision_used": f"int8 QDQ ({quant['activations']} activations, {quant['weights']} weights); fp32 for unquantised ops",
+        }
+
+    def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
+        self.check_runtime_options(runtime_options)
+        manifest = artifact_manifest(artifact_dir)
+        precision = "int8 (QDQ)" if manifest.get("precision") == "int8" else manifest.get("precision", "fp32")
+        return OrtSession(Path(artifact_dir) / MODEL_FILE, precision=precision, **runtime_options)
+
+
+class OrtSession(Session):
+    """One InferenceSession, sequential execution, outputs returned as float32 arrays."""
+
+    def __init__(self, path: Path, *, threads: int | None = None, denormal_as_zero: bool = False,
+                 graph_optimization: str = "all", providers: list[str] | None = None, precision: str = "fp32") -> None:
+        ort = _ort()
+        providers = list(providers or ["CPUExecutionProvider"])
+        missing = [p for p in providers if p not in ort.get_available_providers()]
+        if missing:
+            raise BackendUnavailable(f"ONNX Runtime provider(s) {missing} not available here (have {ort.get_available_providers()})")
+        if graph_optimization not in _GRAPH_LEVELS:
+            raise BackendUnavailable(f"graph_optimization {graph_optimization!r} is not one of {', '.join(_GRAPH_LEVELS)}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads or 0)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        levels = ort.GraphOptimizationLevel
+        so.graph_optimization_level = {"disable": levels.ORT_DISABLE_ALL, "basic": levels.ORT_ENABLE_BASIC,
+                                       "extended": levels.ORT_ENABLE_EXTENDED, "all": levels.ORT_ENABLE_ALL}[graph_optimization]
+        so.add_session_config_entry("session.set_denormal_as_zero", "1" if denormal_as_zero else "0")
+        self._session = ort.InferenceSession(str(path), so, providers=providers)
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+        self._threads, self._denormal, self._level = threads, denormal_as_zero, graph_optimization
+        self._path, self._precision = path, precision
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output], {self._input: x})[0]
+
+    def describe(self) -> dict[str, Any]:
+        ort = _ort()
+        return {
+            "backend": "onnxruntime", "backend_version": ort.__version__, "providers": self._session.get_providers(),
+            "precision": self._precision,
+            "device": "CPU" if self._session.get_providers() == ["CPUExecutionProvider"] else self._session.get_providers()[0],
+            "threads": self._threads or f"default ({os.cpu_count()} logical CPUs)", "denormal_as_zero": self._denormal,
+            "graph_optimization": self._level, "model_file": self._path.name,
+        }

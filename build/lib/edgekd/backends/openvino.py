@@ -1,0 +1,207 @@
+"""OpenVINO: IR from the shared ONNX graph; FP16 weight compression; INT8 by NNCF on real images.
+
+The inference precision is decided when the IR is compiled, not when it is saved: on CPUs with
+AMX/AVX512-BF16 OpenVINO runs bf16 by default even for an FP32 IR. ``describe()`` reads the
+compiled model's ``INFERENCE_PRECISION_HINT`` back so the precision actually used is recorded.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest, Session, artifact_manifest
+from edgekd.backends.calibration import CalibrationBatches
+from edgekd.backends.onnx_export import converter_error
+from edgekd.errors import EdgekdError
+
+MODEL_FILE = "model.xml"
+PRECISION_HINTS = ("f32", "bf16", "f16")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+
+
+def _ov():
+    try:
+        import openvino
+    except ImportError as err:
+        raise BackendUnavailable(f"OpenVINO is not installed ({err}); pip install 'edgekd[openvino]'") from err
+    return openvino
+
+
+def _nncf():
+    try:
+        import nncf
+    except ImportError as err:
+        raise BackendUnavailable(f"NNCF (OpenVINO INT8) is not installed ({err}); pip install 'edgekd[openvino]'") from err
+    return nncf
+
+
+def _miou_validation(num_classes: int, ignore_index: int):
+    """NNCF validation function: mIoU of a compiled model on (image, mask) pairs."""
+    from edgekd.metrics import ConfusionMatrix
+
+    def validate(compiled_model: Any, data: Any) -> float:
+        confusion = ConfusionMatrix(num_classes, ignore_index)
+        output = compiled_model.output(0)
+        for image, mask in data:
+            logits = compiled_model(image)[output]
+            confusion.update(np.argmax(logits, axis=1), mask)
+        return confusion.miou()
+
+    return validate
+
+
+def quantize_int8(ov_model: Any, request: ExportRequest) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training quantisation; accuracy-controlled when ``max_accuracy_drop`` is set."""
+    nncf = _nncf()
+    batches = CalibrationBatches(request.calib_images, batch_size=1)
+    calibration = nncf.Dataset(list(batches))
+    info: dict[str, Any] = {"tool": f"nncf {nncf.__version__}", "num_images": batches.num_images_used,
+                            "preset": "performance (symmetric)", "fast_bias_correction": True}
+    max_drop = request.options.get("max_accuracy_drop")
+    if max_drop is None:
+        model = nncf.quantize(ov_model, calibration, subset_size=batches.num_images_used)
+        return model, {**info, "method": "nncf.quantize (post-training, min-max statistics + bias correction)"}
+    if request.val_images is None or request.val_masks is None:
+        raise EdgekdError("max_accuracy_drop needs labelled validation images to measure mIoU: pass --data DIR (a dataset with a val split)")
+    meta = request.metadata
+    validation = nncf.Dataset([(img[None], mask[None]) for img, mask in zip(request.val_images, request.val_masks)])
+    model = nncf.quantize_with_accuracy_control(
+        ov_model, calibration, validation, _miou_validation(int(meta["num_classes"]), int(meta.get("ignore_index", 255))),
+        max_drop=float(max_drop), drop_type=nncf.DropType.ABSOLUTE, subset_size=batches.num_images_used,
+    )
+    return model, {**info, "method": "nncf.quantize_with_accuracy_control", "max_miou_drop": float(max_drop),
+                   "validation_images": len(request.val_images)}
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    precisions = ("fp32", "fp16", "int8")
+    pip_extra = "openvino"
+    needs_onnx = True
+    runtime_options = {
+        "threads": "INFERENCE_NUM_THREADS (default: OpenVINO's choice)",
+        "precision_hint": f"INFERENCE_PRECISION_HINT: {', '.join(PRECISION_HINTS)} (default: the device's, bf16 on AMX CPUs)",
+        "performance_hint": f"PERFORMANCE_HINT: {', '.join(PERFORMANCE_HINTS)} (default LATENCY)",
+        "num_streams": "NUM_STREAMS (default: set by the performance hint)",
+        "denormals_optimization": "CPU_DENORMALS_OPTIMIZATION (flush subnormal floats)",
+        "device": "OpenVINO device name (default CPU)",
+    }
+    export_options = {"max_accuracy_drop": "INT8 with nncf.quantize_with_accuracy_control, max absolute mIoU drop (0.01 = 1 point)"}
+
+    def is_available(self) -> tuple[bool, str]:
+        try:
+            _ov()
+        except BackendUnavailable as err:
+            return False, str(err)
+        return True, ""
+
+    def version(self) -> str:
+        return _ov().get_version()
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        ov = _ov()
+        assert request.onnx_path is not None, "the export pipeline provides the ONNX graph"
+        try:
+            ov_model = ov.convert_model(str(request.onnx_path))
+        except Exception as err:
+            raise converter_error("openvino.convert_model", err, "try --exporter torchscript, or replace that op") from err
+        fields: dict[str, Any] = {"runtime_file": MODEL_FILE, "converter": "openvino.convert_model (from ONNX)"}
+        if request.precision == "int8":
+            try:
+                ov_model, quant = quantize_int8(ov_model, request)
+            except EdgekdError:
+                raise
+            except Exception as err:
+                raise converter_error("nncf", err, "try without --max-accuracy-drop, or more calibration images") from err
+            fields.update(quantization=quant, calibration={"method": quant["method"]},
+                          precision_used="int8 (NNCF FakeQuantize); other ops at the device's inference precision")
+        else:
+            fields["precision_used"] = ("fp16 weights (compressed), " if request.precision == "fp16" else "fp32 weights, ") + \
+                "inference precision chosen at compile time"
+        ov.save_model(ov_model, str(request.out_dir / MODEL_FILE), compress_to_fp16=request.precision == "fp16")
+        return fields
+
+    def parity_runs(self, precision: str) -> dict[str, dict[str, Any]]:
+        """f32 inference isolates what export did (compression, quantisation); the device default
+        (bf16 on AMX CPUs) is what an app gets without a hint, so both are measured."""
+        return {"f32 hint": {"precision_hint": "f32"}, "device default": {}}
+
+    def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
+        self.check_runtime_options(runtime_options)
+        stored = artifact_manifest(artifact_dir).get("precision", "fp32")
+        return OpenVinoSession(Path(artifact_dir) / MODEL_FILE, stored_precision=stored, **runtime_options)
+
+
+class OpenVinoSession(Session):
+    """A compiled model and one reused infer request (what a latency-bound app keeps)."""
+
+    def __init__(self, path: Path, *, stored_precision: str = "fp32", threads: int | None = None,
+                 precision_hint: str | None = None, performance_hint: str = "LATENCY", num_streams: int | None = None,
+                 denormals_optimization: bool | None = None, device: str = "CPU") -> None:
+        ov = _ov()
+        if precision_hint is not None and precision_hint not in PRECISION_HINTS:
+            raise EdgekdError(f"OpenVINO precision_hint {precision_hint!r} is not one of {', '.join(PRECISION_HINTS)} (or leave it unset)")
+        if performance_hint not in PERFORMANCE_HINTS:
+            raise EdgekdError(f"OpenVINO performance_hint {performance_hint!r} is not one of {', '.join(PERFORMANCE_HINTS)}")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = precision_hint
+        if num_streams:
+            config["NUM_STREAMS"] = int(num_streams)
+        if denormals_optimization is not None and device == "CPU":
+            config["CPU_DENORMALS_OPTIMIZATION"] = bool(denormals_optimization)
+        self.core = ov.Core()
+        self.compiled = self.core.compile_model(self.core.read_model(str(path)), device, config)
+        self._request = self.compiled.create_infer_request()
+        self._config, self._device, self._stored = config, device, stored_precision
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._request.infer({0: x})
+        return self._request.get_output_tensor(0).data.copy()
+
+    def run_async_throughput(self, x: np.ndarray, seconds: float) -> dict[str, Any]:
+        """Pipelined frames per second: an ``AsyncInferQueue`` kept full for ``seconds``.
+
+        Uses the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``; with the default LATENCY
+        hint that is one stream, so load with ``performance_hint="THROUGHPUT"`` to let requests
+        overlap. Reported apart from the synchronous latency, which is the AR figure.
+        """
+        ov = _ov()
+        jobs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = ov.AsyncInferQueue(self.compiled, jobs)
+        done = [0]
+        queue.set_callback(lambda request, userdata: done.__setitem__(0, done[0] + 1))
+        start = time.perf_counter_ns()
+        deadline = start + int(seconds * 1e9)
+        while time.perf_counter_ns() < deadline:
+            queue.start_async({0: x})  # blocks while every request is busy
+        queue.wait_all()
+        elapsed = (time.perf_counter_ns() - start) / 1e9
+        return {"fps": done[0] * x.shape[0] / elapsed, "frames": done[0] * x.shape[0], "seconds": elapsed,
+                "infer_requests": jobs, "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
+                "num_streams": int(self.compiled.get_property("NUM_STREAMS"))}
+
+    def _runtime_precisions(self) -> list[str]:
+        ops = self.compiled.get_runtime_model().get_ops()
+        found = {op.get_rt_info()["runtimePrecision"].astype(str) for op in ops if "runtimePrecision" in op.get_rt_info()}
+        return sorted(found)
+
+    def describe(self) -> dict[str, Any]:
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", "f16"
+        runtime = self._runtime_precisions()
+        quantised = any(p in ("i8", "u8") for p in runtime)
+        return {
+            "backend": "openvino", "backend_version": _ov().get_version(), "device": self._device,
+            "device_name": self.core.get_property(self._device, "FULL_DEVICE_NAME"),
+            "execution_devices": list(self.compiled.get_property("EXECUTION_DEVICES")),
+            "precision": f"int8+{hint}" if quantised else hint, "inference_precision_hint": hint,
+            "runtime_precisions": runtime, "stored_precision": self._stored,
+            "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
+            "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
+            "num_streams": int(self.compiled.get_property("NUM_STREAMS")), "requested_config": dict(self._config),
+        }

@@ -1,0 +1,101 @@
+"""What ``edgekd bench`` shows: a live progress line per cell and stage, then one table of the run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgekd.bench.plan import Cell
+from edgekd.profiles import DeviceProfile
+
+
+def wide_console() -> Console:
+    """A console for tables: the terminal's width, or 200 columns when output goes to a file or pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _fmt(value: Any, spec: str = ".1f", dash: str = "—") -> str:
+    return dash if value is None else format(value, spec)
+
+
+def _accuracy_text(acc: dict[str, Any] | None) -> str:
+    if not acc or acc.get("miou") is None:
+        return "—"
+    text = f"{100 * acc['miou']:.1f}"
+    if acc.get("delta_miou_vs_fp32") is not None:
+        text += f" ({100 * acc['delta_miou_vs_fp32']:+.2f})"
+    return text
+
+
+def results_table(records: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, header_style="bold", show_lines=False)
+    for col, just in [("candidate", "left"), ("backend", "left"), ("precision used", "left"), ("input", "right"),
+                      ("p50 ms", "right"), ("p99 ms", "right"), ("FPS", "right"), ("e2e ms", "right"),
+                      ("miss %", "right"), ("peak MB", "right"), ("mIoU (Δ)", "right"), ("status", "left")]:
+        table.add_column(col, justify=just)
+    for r in records:
+        lat, e2e, paced, backend = r.get("latency_ms") or {}, r.get("e2e") or {}, r.get("paced") or {}, r.get("backend") or {}
+        budget = r.get("budget") or {}
+        status = r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/]: {str(r.get('error', '')).splitlines()[0][:60]}"
+        ok = "green" if budget.get("latency_ok") else "yellow"
+        table.add_row(
+            (r.get("candidate") or {}).get("label", "?"), str(backend.get("name")),
+            f"{r.get('precision_requested')} → {backend.get('precision_used') or '—'}",
+            "x".join(map(str, r.get("input_size") or [])),
+            _fmt(lat.get("p50"), ".2f"), f"[{ok}]{_fmt(lat.get('p99'), '.2f')}[/]" if lat else "—",
+            _fmt(r.get("fps_sync")), _fmt(e2e.get("frame_ms_p50")), _fmt(paced.get("deadline_miss_pct")),
+            _fmt(r.get("peak_memory_mb"), ".0f"), _accuracy_text(r.get("accuracy")), status,
+        )
+    return table
+
+
+class RichReporter:
+    """Live progress (cell n of m, current stage) and the final table, on a rich console."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or wide_console()
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=False)
+        self.task = None
+        self.cell: Cell | None = None
+        self.title = ""
+
+    def start(self, profile: DeviceProfile, run_id: str, path: Path, cells: list[Cell], pending: int, notes: list[str]) -> None:
+        rt = profile.real_time
+        self.title = f"{profile.name} · run {run_id}"
+        self.console.print(f"[bold]{profile.name}[/] ({profile.description.split('.')[0]}) — budget {rt.latency_budget_ms} ms, "
+                           f"{rt.target_fps} FPS, {rt.memory_budget_mb} MB · run [bold]{run_id}[/] → {path}")
+        for note in notes:
+            self.console.print(f"[yellow]note:[/] {note}")
+        if len(cells) > pending:
+            self.console.print(f"resuming: {len(cells) - pending} of {len(cells)} cells already recorded, {pending} to run")
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=pending)
+
+    def cell_started(self, cell: Cell) -> None:
+        self.cell = cell
+        self.progress.update(self.task, description=f"{cell.label} · starting")
+
+    def stage(self, name: str) -> None:
+        label = self.cell.label if self.cell else "run"
+        self.progress.update(self.task, description=f"{label} · {name}")
+
+    def cell_done(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.progress.advance(self.task)
+        lat = record.get("latency_ms") or {}
+        line = f"{cell.label}: {record['status']}"
+        if lat:
+            line += f", p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
+        elif record.get("error"):
+            line += f" — {str(record['error']).splitlines()[0][:100]}"
+        self.progress.console.print(line)
+
+    def finish(self, records: list[dict[str, Any]]) -> None:
+        self.progress.update(self.task, description="done")
+        self.progress.stop()
+        if records:
+            self.console.print(results_table(records, self.title))

@@ -1,0 +1,139 @@
+"""The benchmark matrix: find artifacts, turn them into cells, describe each candidate.
+
+A cell is one artifact folder (one checkpoint × backend × precision × input size); its key,
+used by ``--resume``, is ``<checkpoint sha256[:16]>:<backend>:<precision>:<H>x<W>:<manifest sha[:12]>``
+so a re-exported artifact (new manifest) is a new cell while a resumed run skips what it has.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError
+from edgekd.profiles import DeviceProfile
+
+MANIFEST = "manifest.json"
+_MACS_CACHE: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class Cell:
+    artifact_dir: Path
+    backend: str
+    precision: str
+    input_size: tuple[int, int]
+    artifact_id: str  # sha256 of manifest.json
+    checkpoint_sha256: str | None
+    manifest: dict[str, Any] = field(compare=False, hash=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        ckpt = (self.checkpoint_sha256 or "no-checkpoint")[:16]
+        return f"{ckpt}:{self.backend}:{self.precision}:{self.input_size[0]}x{self.input_size[1]}:{self.artifact_id[:12]}"
+
+    @property
+    def label(self) -> str:
+        source = (self.manifest.get("source") or {}).get("name") or self.artifact_dir.parent.name
+        return f"{Path(source).stem}/{self.backend}-{self.precision}"
+
+
+def discover_artifacts(paths: list[str | Path]) -> list[Path]:
+    """Artifact folders (holding manifest.json) given directly or found below the given folders."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise EdgekdError(f"artifact path {str(p)!r} does not exist; pass an artifact folder or a folder of them (e.g. artifacts/)")
+        if (p / MANIFEST).is_file():
+            found.append(p.resolve())
+            continue
+        below = sorted(m.parent.resolve() for m in p.rglob(MANIFEST) if ".edgekd-work-" not in str(m))
+        if not below:
+            raise EdgekdError(f"no {MANIFEST} in or below {str(p)!r}; make artifacts with `edgekd export` first")
+        found.extend(below)
+    return list(dict.fromkeys(found))
+
+
+def read_cell(artifact_dir: Path, profile: DeviceProfile) -> Cell:
+    path = artifact_dir / MANIFEST
+    raw = path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise EdgekdError(f"{path} is not valid JSON ({err}); re-export the artifact") from err
+    missing = [k for k in ("backend", "precision", "input_shape", "normalization") if k not in manifest]
+    if missing:
+        raise EdgekdError(f"{path} lacks {missing}; it is not an edgekd artifact manifest — re-export it")
+    shape = manifest["input_shape"]
+    h, w = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else profile.input_size
+    return Cell(artifact_dir, manifest["backend"], manifest["precision"], (int(h), int(w)),
+                hashlib.sha256(raw).hexdigest(), (manifest.get("source") or {}).get("sha256"), manifest)
+
+
+def plan_cells(profile: DeviceProfile, artifact_dirs: list[Path]) -> tuple[list[Cell], list[str]]:
+    """The cells this device benchmarks, and a note per artifact it does not (wrong backend/precision)."""
+    cells, skipped = [], []
+    for d in artifact_dirs:
+        cell = read_cell(d, profile)
+        if cell.backend not in profile.accepted_backends:
+            skipped.append(f"{d}: backend {cell.backend} is not run on {profile.name} "
+                           f"(it runs {', '.join(profile.accepted_backends)})")
+        elif cell.precision not in profile.precisions:
+            skipped.append(f"{d}: precision {cell.precision} is not in {profile.name}'s precisions ({', '.join(profile.precisions)})")
+        else:
+            cells.append(cell)
+    return cells, skipped
+
+
+def _macs(manifest: dict[str, Any], hw: tuple[int, int]) -> dict[str, Any]:
+    """MACs of the architecture at the cell's input size (weights do not matter), computed once per shape."""
+    key = json.dumps([manifest.get("arch"), manifest.get("arch_kwargs"), manifest.get("num_classes"), hw], sort_keys=True)
+    if key not in _MACS_CACHE:
+        if isinstance(manifest.get("macs"), int):
+            _MACS_CACHE[key] = {"macs": manifest["macs"], "macs_source": "manifest"}
+        else:
+            try:
+                from edgekd.models import create_model
+                from edgekd.models.complexity import count_macs
+
+                model = create_model(manifest["arch"], num_classes=int(manifest["num_classes"]), **(manifest.get("arch_kwargs") or {}))
+                _MACS_CACHE[key] = {"macs": count_macs(model, hw), "macs_source": "edgekd.models.complexity.count_macs"}
+            except Exception as err:  # an arch this edgekd cannot build: say so, keep benchmarking
+                _MACS_CACHE[key] = {"macs": None, "macs_reason": f"cannot build {manifest.get('arch')!r} here: {err}"}
+    return _MACS_CACHE[key]
+
+
+def candidate_block(cell: Cell) -> dict[str, Any]:
+    m = cell.manifest
+    source = m.get("source") or {}
+    trained = source.get("trained_with") or {}
+    return {
+        "artifact_dir": str(cell.artifact_dir), "artifact_id": cell.artifact_id, "label": cell.label,
+        "checkpoint": source.get("name"), "checkpoint_sha256": cell.checkpoint_sha256,
+        "arch": m.get("arch"), "arch_kwargs": m.get("arch_kwargs"), "params": m.get("params"),
+        **_macs(m, cell.input_size),
+        "num_classes": m.get("num_classes"), "distillation_method": trained.get("method"),
+        "distillation": {k: trained.get(k) for k in ("losses", "teacher_sha256", "teachers", "temperature", "epochs") if k in trained} or None,
+        "checkpoint_metrics": source.get("metrics"), "precision_stored": m.get("precision_used"),
+        "export_parity": m.get("parity"), "subnormals_flushed": m.get("subnormals_flushed"),
+    }
+
+
+def find_reference(cell: Cell, cells: list[Cell]) -> Path | None:
+    """A PyTorch FP32 artifact of the same checkpoint: among the cells, else beside the cell's folder."""
+    if not cell.checkpoint_sha256:
+        return None
+    for other in cells:
+        if other.backend == "torch" and other.precision == "fp32" and other.checkpoint_sha256 == cell.checkpoint_sha256:
+            return other.artifact_dir
+    for sibling in sorted(cell.artifact_dir.parent.glob(f"*/{MANIFEST}")):
+        try:
+            m = json.loads(sibling.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if m.get("backend") == "torch" and m.get("precision") == "fp32" and (m.get("source") or {}).get("sha256") == cell.checkpoint_sha256:
+            return sibling.parent
+    return None

@@ -1,0 +1,43 @@
+"""`edgekd demo`: the whole loop end to end on embedded synthetic data."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+NAME = "demo"
+HELP = "Run the whole loop on synthetic AR scenes: teacher, students ± KD, export, bench on host, compare, report."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="where everything is written (default ./demo_out)")
+    p.add_argument("--teacher-epochs", type=int, default=5)
+    p.add_argument("--student-epochs", type=int, default=3)
+    p.add_argument("--bench-seconds", type=float, default=1.0, help="timed seconds per bench cell")
+    p.add_argument("--coreml", choices=["auto", "on", "off"], default="auto", help="Core ML conversion (auto: when coremltools is installed)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edgekd.cli._common import progress_bar
+    from edgekd.demo import DemoConfig, run_demo
+
+    console = Console()
+    cfg = DemoConfig(out=args.out, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
+                     bench_seconds=args.bench_seconds, coreml=args.coreml, seed=args.seed)
+    t0 = time.perf_counter()
+    with progress_bar(True) as progress:
+        result = run_demo(cfg, say=progress.console.print, progress=progress)
+    console.print(f"\n[bold]edgekd demo finished in {time.perf_counter() - t0:.0f} s[/bold]")
+    for name, seconds in result.timings.items():
+        console.print(f"  {name:<30} {seconds:6.1f} s")
+    console.print("\nWritten:")
+    for name, path in result.paths.items():
+        console.print(f"  {name:<14} {path}")
+    from edgekd.compare.format import print_terminal
+
+    print_terminal(result.table, console if console.is_terminal else Console(width=200))
+    console.print("Pick for host: " + result.pick, markup=False, soft_wrap=True)
+    return 0

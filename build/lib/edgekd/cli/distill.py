@@ -1,0 +1,66 @@
+"""`edgekd distill`: train a student from frozen teacher(s) with KD losses, or run a recipe."""
+from __future__ import annotations
+
+import argparse
+
+from edgekd.cli._common import print_json, progress_bar, size_arg
+from edgekd.cli.train import add_arguments as add_train_arguments
+
+NAME = "distill"
+HELP = "Distil a student from one or more frozen teachers (losses NAME[:WEIGHT]); or run a YAML recipe (teacher-assistant chains)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default=None, help="YAML recipe (one run, or stages for T → TA → S chains); other flags are ignored")
+    p.add_argument("--teacher", action="append", default=[], help="teacher checkpoint (repeat for several teachers)")
+    p.add_argument("--teacher-arch", action="append", default=[], help="architecture of a third-party teacher file, in --teacher order")
+    p.add_argument("--teacher-weight", action="append", type=float, default=None, help="weight of each teacher (multi-teacher)")
+    p.add_argument("--teacher-mixing", choices=["average", "confidence"], default="average")
+    p.add_argument("--student", default=None, help="student architecture (zoo name or package.module:builder)")
+    p.add_argument("--loss", action="append", default=None, help="loss term NAME[:WEIGHT], repeatable (default: ce, kd)")
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--cache", choices=["auto", "on", "off"], default="auto", help="teacher-logit cache (auto: when all losses use logits only)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--image-size", type=size_arg, default=None, help="resize dataset images to HxW before augmenting")
+    add_train_arguments(p)
+    for action in p._actions:  # --arch is --student here; --data/--out may come from a recipe
+        if action.dest in ("arch", "data", "out"):
+            action.required = False
+
+
+def _config_from_args(args):
+    from edgekd.training.distill import DistillConfig
+
+    arch = args.student or args.arch
+    missing = [f for f, v in (("--student", arch), ("--data", args.data), ("--out", args.out)) if not v]
+    if missing:
+        from edgekd.errors import EdgekdError
+
+        raise EdgekdError(f"missing {', '.join(missing)} (or pass --recipe FILE)")
+    return DistillConfig(
+        arch=arch, data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
+        eval_size=args.eval_size, val_images=args.val_images, seed=args.seed, workers=args.workers, device=args.device,
+        resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch, arch_kwargs=args.arch_kwargs,
+        teachers=args.teacher, teacher_archs=args.teacher_arch, teacher_weights=args.teacher_weight,
+        teacher_mixing=args.teacher_mixing, losses=args.loss or ["ce", "kd"], temperature=args.temperature,
+        cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekd.training.distill import distill
+    from edgekd.training.recipe import load_recipe
+
+    stages = load_recipe(args.recipe) if args.recipe else [("main", _config_from_args(args))]
+    summaries = []
+    with progress_bar(not args.no_progress and not args.json) as progress:
+        for name, cfg in stages:
+            outcome = distill(cfg, progress=progress)
+            last = outcome.history[-1] if outcome.history else {}
+            summaries.append({"stage": name, "checkpoint": str(outcome.checkpoint), "wall_s": outcome.wall_s, "last_epoch": last})
+            if not args.json:
+                print(f"[{name}] wrote {outcome.checkpoint} in {outcome.wall_s:.1f} s; val mIoU {last.get('val_miou', float('nan')):.4f}")
+    if args.json:
+        print_json(summaries)
+    return 0

@@ -1,0 +1,62 @@
+"""`edgekd estimate`: roofline latency estimates for a device not at hand, clearly labelled as estimates.
+
+Estimates are printed, never written to bench_results/ (that folder holds measurements only).
+"""
+from __future__ import annotations
+
+import argparse
+
+NAME = "estimate"
+HELP = "Roofline latency ESTIMATE of a checkpoint or ONNX graph on a device profile (not a measurement)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edgekd.cli._common import size_arg
+
+    p.add_argument("target", help="an .onnx graph, or a checkpoint (.safetensors; .pt/.pth with --arch) exported on the fly")
+    p.add_argument("--device", required=True, help="device profile name (see device_profiles/)")
+    p.add_argument("--precision", action="append", default=None, help="fp32 | fp16 | bf16 | int8 (repeat; default: the profile's)")
+    p.add_argument("--arch", default=None, help="architecture of a third-party state dict")
+    p.add_argument("--num-classes", type=int, default=None, help="class count of a third-party state dict")
+    p.add_argument("--input-size", type=size_arg, default=None, help="HxW for checkpoints (default: the profile's input_size)")
+    p.add_argument("--efficiency", type=float, default=None, help="share of the roofline reached, overriding the calibrated one")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOPS/TOPS overriding the profile's")
+    p.add_argument("--bandwidth-gbs", type=float, default=None, help="memory bandwidth GB/s overriding the profile's")
+    p.add_argument("--layers", type=int, default=5, help="slowest layers to list (default 5)")
+    p.add_argument("--json", action="store_true", help="print the estimates as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edgekd.cli._common import print_json
+    from edgekd.estimate.targets import estimate_target
+
+    overrides = {k: v for k, v in (("efficiency", args.efficiency), ("peak_tflops", args.peak_tflops),
+                                   ("bandwidth_gbs", args.bandwidth_gbs)) if v is not None}
+    estimates, skipped = estimate_target(args.target, args.device, args.precision, arch=args.arch,
+                                         num_classes=args.num_classes, input_size=args.input_size, **overrides)
+    if args.json:
+        print_json({"kind": "estimate", "estimates": [e.to_dict() for e in estimates], "skipped": skipped})
+        return 0
+    console = Console(width=max(120, Console().width))
+    for e in estimates:
+        _print(console, e, args.layers)
+    for reason in skipped:
+        console.print(f"[dim]skipped {reason}[/]")
+    return 0
+
+
+def _print(console, e, layers: int) -> None:
+    b = e.basis
+    console.print(f"[bold]estimate[/] (not a measurement) {e.device} {e.precision}: [bold]{e.latency_ms:.2f} ms[/] "
+                  f"(~{e.fps:.0f} FPS); roofline bound at 100% efficiency {e.bound_ms:.2f} ms")
+    console.print(f"  graph: {b['onnx']}, {e.flops / 1e9:.2f} GFLOPs, {e.bytes / 1e6:.1f} MB moved at "
+                  f"{b['bytes_per_element']:g} B/element; {e.memory_bound_layers} memory-bound / {e.compute_bound_layers} compute-bound layers")
+    console.print(f"  basis: peak {b['peak']}; bandwidth {b['bandwidth']}")
+    console.print(f"  hardware source: {b['hardware_source']}")
+    console.print(f"  efficiency {e.efficiency:.3f}: {e.efficiency_source}")
+    for note in e.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+    for layer in e.top_layers[:layers]:
+        console.print(f"    {layer.ms / e.efficiency:7.2f} ms  {layer.op_type:14s} {layer.bound:7s} {layer.name}")

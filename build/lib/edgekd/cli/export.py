@@ -1,0 +1,108 @@
+"""`edgekd export`: a checkpoint → one artifact folder per (backend, precision), with parity."""
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+HELP = "Export a checkpoint for ONNX Runtime, OpenVINO, Core ML, TensorRT (recipe) or PyTorch, with parity against FP32."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="edgekd .safetensors checkpoint, or a third-party .pt/.pth state dict with --arch")
+    p.add_argument("--backend", required=True,
+                   help="comma-separated: torch, onnxruntime, openvino, coreml, tensorrt; NAME:PRECISION pins one pair")
+    p.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16, int8 (default fp32)")
+    p.add_argument("--out", required=True, help="output root; artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/")
+    p.add_argument("--calib", default=None, help="dataset folder with real images for INT8 calibration (required for int8)")
+    p.add_argument("--calib-size", type=int, default=100, help="calibration images (default 100)")
+    p.add_argument("--calib-split", default="train", help="split to calibrate on (default train)")
+    p.add_argument("--calib-method", default="percentile", help="percentile (default) | minmax | entropy (ONNX Runtime INT8)")
+    p.add_argument("--data", default=None, help="labelled dataset for parity (default: the --calib folder)")
+    p.add_argument("--data-split", default="val", help="split for parity (default val)")
+    p.add_argument("--parity-images", type=int, default=8, help="validation images for parity (default 8; 0 skips)")
+    p.add_argument("--parity-threshold", type=float, default=0.98, help="argmax agreement below this is flagged (default 0.98)")
+    p.add_argument("--input-size", default=None, help="HxW (default: the checkpoint's input size)")
+    p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (ONNX, OpenVINO, TensorRT profile)")
+    p.add_argument("--arch", default=None, help="architecture of a third-party state dict (zoo name or package.module:builder)")
+    p.add_argument("--num-classes", type=int, default=None, help="class count of a third-party state dict (default: inferred)")
+    p.add_argument("--force", action="store_true", help="replace existing artifact folders")
+    p.add_argument("--keep-subnormals", action="store_true", help="keep subnormal weights (default: flush them to zero)")
+    p.add_argument("--exporter", default="torchscript",
+                   help="ONNX exporter: torchscript (opset 17, default: widest converter support) or dynamo (opset 20)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
+    g = p.add_argument_group("OpenVINO")
+    g.add_argument("--max-accuracy-drop", type=float, default=None,
+                   help="INT8 with nncf.quantize_with_accuracy_control: max absolute mIoU drop as a fraction (0.01 = 1 point)")
+    g = p.add_argument_group("Core ML")
+    g.add_argument("--coreml-bake-normalization", action="store_true", help="image input (RGB 0..255); normalisation inside the model")
+    g.add_argument("--coreml-compute-units", default=None, help="ALL | CPU_ONLY | CPU_AND_GPU | CPU_AND_NE (default ALL)")
+    g.add_argument("--coreml-weights", default=None, help="none | linear8 | palettize4 | palettize6 | palettize8")
+    g.add_argument("--coreml-target", default=None, help="minimum deployment target (default iOS16)")
+    g = p.add_argument_group("TensorRT (engine built on the target from recipe.json)")
+    g.add_argument("--trt-workspace-mb", type=int, default=None, help="builder workspace limit in MiB (default 1024)")
+    g.add_argument("--trt-dla-core", type=int, default=None, help="DLA core on Jetson (fp16/int8)")
+    g.add_argument("--trt-int8", default=None, help="calibrator (IInt8EntropyCalibrator2, default) | qdq (QDQ ONNX)")
+    g.add_argument("--trt-max-batch", type=int, default=None, help="profile max batch with --dynamic-batch (default 8)")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """Only the options the user set, so an option no chosen backend reads can be refused."""
+    options = {
+        "max_accuracy_drop": args.max_accuracy_drop, "coreml_bake_normalization": args.coreml_bake_normalization or None,
+        "coreml_compute_units": args.coreml_compute_units, "coreml_weights": args.coreml_weights,
+        "coreml_target": args.coreml_target, "trt_workspace_mb": args.trt_workspace_mb, "trt_dla_core": args.trt_dla_core,
+        "trt_int8": args.trt_int8, "trt_max_batch": args.trt_max_batch, "opset": args.opset,
+        "onnx_simplify": False if args.no_simplify else None,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from edgekd.export import export_checkpoint, read_manifest
+
+    console = Console()
+    paths = export_checkpoint(
+        args.checkpoint, backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
+        calib_size=args.calib_size, calib_split=args.calib_split, calib_method=args.calib_method, data_dir=args.data,
+        data_split=args.data_split, parity_images=args.parity_images, parity_threshold=args.parity_threshold,
+        input_size=args.input_size, dynamic_batch=args.dynamic_batch, force=args.force, arch=args.arch,
+        num_classes=args.num_classes, keep_subnormals=args.keep_subnormals, exporter=args.exporter,
+        options=_options(args), log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"),
+    )
+    _print_summary(console, [(path, read_manifest(path)) for path in paths])
+    return 0
+
+
+def _print_summary(console, artifacts: list) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgekd.parity import worst_warning
+
+    if not artifacts:
+        return
+    table = Table(title=f"edgekd export → {artifacts[0][0].parent}")
+    table.add_column("artifact", no_wrap=True)
+    for column in ("size MB", "max |Δlogit|", "argmax agree", "mIoU Δ pts", "parity"):
+        table.add_column(column, overflow="fold")
+    for path, manifest in artifacts:
+        p = manifest["parity"]
+        style = "red" if worst_warning(p) else ("green" if p.get("status") == "ok" else "yellow")
+        if p.get("status") == "ok":
+            delta = "n/a" if p.get("miou_delta") is None else f"{p['miou_delta'] * 100:+.2f}"
+            cells = (f"{p['max_abs_logit_diff']:.1e}", f"{p['argmax_agreement'] * 100:.2f}%", delta, f"ok ({p['variant']})")
+        else:
+            cells = ("-", "-", "-", p.get("status", "?"))
+        table.add_row(path.name, f"{manifest['size_bytes'] / 1e6:.2f}", *[f"[{style}]{c}[/{style}]" for c in cells])
+    console.print(table)
+    for path, manifest in artifacts:
+        p = manifest["parity"]
+        if p.get("status") != "ok":
+            console.print(f"[yellow]{path.name}: parity {p.get('status')} — {escape(p.get('reason', ''))}[/yellow]")
+        warning = worst_warning(p)
+        if warning:
+            console.print(f"[bold red]PARITY WARNING {path.name}: {escape(warning)}[/bold red]")

@@ -1,0 +1,54 @@
+"""`edgekd models`: list the zoo with parameters and MACs."""
+from __future__ import annotations
+
+import argparse
+
+from edgekd.cli._common import print_json, size_arg
+
+NAME = "models"
+HELP = "List the model zoo (students and teachers) with params and MACs at an input size."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--role", choices=["student", "teacher"], default=None)
+    p.add_argument("--input-size", type=size_arg, default=(360, 480), help="HxW for MACs (default 360x480)")
+    p.add_argument("--num-classes", type=int, default=11)
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekd.models import create_model, list_models
+    from edgekd.models.complexity import count_macs, count_params
+
+    from edgekd.errors import EdgekdError
+
+    rows = []
+    for entry in list_models(args.role):
+        model = create_model(entry.name, num_classes=args.num_classes).eval()
+        try:
+            macs, note = count_macs(model, input_size=args.input_size), ""
+        except EdgekdError as err:  # e.g. a model that needs H, W divisible by 8
+            macs, note = None, str(err)
+        rows.append({
+            "name": entry.name, "role": entry.role, "family": entry.family, "params": count_params(model),
+            "macs": macs, "output_stride": model.output_stride, "description": entry.description, "note": note,
+        })
+    if args.json:
+        print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    h, w = args.input_size
+    table = Table(title=f"edgekd model zoo (MACs at {h}×{w}, {args.num_classes} classes)")
+    for col in ("name", "role", "params (M)", "GMACs", "stride"):
+        table.add_column(col, justify="right" if col[0] in "pGs" else "left", no_wrap=True)
+    for r in rows:
+        macs = f"{r['macs'] / 1e9:.2f}" if r["macs"] is not None else "n/a"
+        table.add_row(r["name"], r["role"], f"{r['params'] / 1e6:.2f}", macs, str(r["output_stride"]))
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if r["note"]:
+            console.print(f"{r['name']}: {r['note']}")
+    return 0

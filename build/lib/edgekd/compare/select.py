@@ -1,0 +1,155 @@
+"""Selection: the accuracy-vs-FPS Pareto front per device, and the pick for a device's budget.
+
+A candidate is on the front when no other measured candidate of the same device is at least as
+fast *and* at least as accurate, and strictly better in one of the two. The pick is the most
+accurate measured candidate that meets all three real-time constraints; when none does, the pick
+says which came closest — the smallest worst relative shortfall over the constraints, i.e. the
+one that needs the least improvement on its weakest figure — and why every candidate fails.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pandas as pd
+
+from edgekd.compare.load import MEASUREMENT
+from edgekd.compare.table import Budget, check_budget
+from edgekd.errors import EdgekdError
+
+
+def _on_front(points: list[tuple[float, float]], i: int) -> bool:
+    fps, acc = points[i]
+    return not any(f >= fps and a >= acc and (f > fps or a > acc) for j, (f, a) in enumerate(points) if j != i)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For (fps, accuracy) points, whether each is non-dominated (higher is better on both axes)."""
+    return [_on_front(points, i) for i in range(len(points))]
+
+
+def mark_pareto(df: pd.DataFrame) -> pd.DataFrame:
+    """Add a boolean ``pareto`` column: on its device's front among measured ok rows with FPS and mIoU."""
+    df = df.copy()
+    df["pareto"] = False
+    eligible = (df["kind"] == MEASUREMENT) & (df["status"] == "ok") & df["fps"].notna() & df["miou"].notna()
+    for _, group in df[eligible].groupby("device", dropna=False):
+        flags = pareto_front(list(zip(group["fps"], group["miou"])))
+        df.loc[group.index, "pareto"] = flags
+    return df
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """``candidate backend-precision``: how a row is named in picks and plots."""
+    return f"{row['candidate']} {row['backend']}-{row['precision']}"
+
+
+def shortfall(row: Mapping[str, Any], budget: Budget) -> float:
+    """Worst relative miss over the constraints (0 when all are met; the factor still needed, minus 1)."""
+    ratios = [budget.target_fps / row["fps"] - 1 if row["fps"] else float("inf"),
+              row["latency_p99_ms"] / budget.latency_budget_ms - 1, row["peak_mb"] / budget.memory_budget_mb - 1]
+    return max(0.0, *ratios)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The candidate chosen for a device, or why there is none."""
+
+    device: str
+    budget: Budget
+    chosen: dict[str, Any] | None
+    reason: str
+    closest: dict[str, Any] | None = None
+    failures: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def text(self) -> str:
+        """Plain text for terminals and reports: the decision, then each failing candidate."""
+        lines = [f"{self.device} (budget {self.budget.describe()}): {self.reason}"]
+        lines += [f"  - {label}: {why}" for label, why in self.failures]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "budget": self.budget.as_dict(), "chosen": _plain(self.chosen),
+                "reason": self.reason, "closest": _plain(self.closest),
+                "failures": [{"candidate": label, "why": why} for label, why in self.failures]}
+
+
+def _plain(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {k: (None if not isinstance(v, (dict, list, str)) and pd.isna(v) else v) for k, v in row.items()}
+
+
+def _figures(row: Mapping[str, Any]) -> str:
+    miou = "mIoU not measured" if pd.isna(row["miou"]) else f"mIoU {100 * row['miou']:.1f}%"
+    return (f"{miou}, {row['fps']:.1f} FPS, p99 {row['latency_p99_ms']:.1f} ms, "
+            f"peak {row['peak_mb']:.0f} MB")
+
+
+def _resolve(df: pd.DataFrame, profile: Any) -> tuple[str, Budget]:
+    """(device name, budget) from a profile object, a profile name/path, or the single device in ``df``."""
+    if profile is None:
+        devices = sorted(df["device"].dropna().unique()) if not df.empty else []
+        if len(devices) != 1:
+            raise EdgekdError(f"pick needs one device; the results hold {devices or 'none'}: pass --device NAME")
+        budgets = [b for b in df[df["device"] == devices[0]]["budget"] if isinstance(b, Mapping)]
+        if not budgets:
+            raise EdgekdError(f"the {devices[0]!r} rows carry no real-time budget and no profile of that name exists; "
+                              "pass a profile")
+        return devices[0], Budget.from_mapping(budgets[-1])
+    if isinstance(profile, str):
+        from edgekd.profiles import load_profile
+
+        profile = load_profile(profile)
+    return profile.name, Budget.from_profile(profile)
+
+
+def pick_best(df: pd.DataFrame, profile: Any = None) -> Pick:
+    """The most accurate measured candidate meeting ``profile``'s budget (FPS, p99 latency, memory).
+
+    ``profile``: a ``DeviceProfile``, a profile name or YAML path, or None when ``df`` holds one
+    device (its recorded budget is used). Estimates and failed/unavailable rows are never picked.
+    """
+    device, budget = _resolve(df, profile)
+    rows = df[(df["device"] == device) & (df["kind"] == MEASUREMENT) & (df["status"] == "ok")] if not df.empty else df
+    if rows.empty:
+        return Pick(device, budget, None, f"no measured ok rows for device {device!r}; run `edgekd bench --device {device}`")
+    meeting, failures = [], []
+    for _, row in rows.iterrows():
+        misses, missing = check_budget(row, budget)
+        if not misses and not missing:
+            meeting.append(row)
+        else:
+            failures.append((row_label(row), "; ".join(misses + missing)))
+    if meeting:
+        return _choose(device, budget, meeting, failures)
+    return _closest(device, budget, rows, failures)
+
+
+def _choose(device: str, budget: Budget, meeting: list[pd.Series], failures: list) -> Pick:
+    scored = [r for r in meeting if not pd.isna(r["miou"])]
+    if scored:
+        best = max(scored, key=lambda r: (r["miou"], r["fps"]))
+        why = f"the most accurate of {len(meeting)} candidate(s) meeting the budget"
+    else:
+        best = max(meeting, key=lambda r: r["fps"])
+        why = f"no accuracy was measured for the {len(meeting)} candidate(s) meeting the budget; the fastest"
+    reason = f"pick {row_label(best)} — {why} ({_figures(best)})"
+    runner_up = [r for r in scored if r is not best]
+    if runner_up:
+        nxt = max(runner_up, key=lambda r: (r["miou"], r["fps"]))
+        reason += f"; next: {row_label(nxt)} ({_figures(nxt)})"
+    return Pick(device, budget, _plain(best.to_dict()), reason, None, tuple(failures))
+
+
+def _closest(device: str, budget: Budget, rows: pd.DataFrame, failures: list) -> Pick:
+    complete = rows.dropna(subset=["fps", "latency_p99_ms", "peak_mb"])
+    if complete.empty:
+        return Pick(device, budget, None, "no candidate meets the budget, and none has all three figures measured",
+                    None, tuple(failures))
+    gaps = complete.apply(lambda r: shortfall(r, budget), axis=1)
+    near = complete.loc[gaps.idxmin()]
+    misses, _ = check_budget(near, budget)
+    reason = (f"no candidate meets the budget; closest: {row_label(near)} ({_figures(near)}), which misses by "
+              f"{100 * gaps.min():.0f}% on its weakest figure ({'; '.join(misses)})")
+    return Pick(device, budget, None, reason, _plain(near.to_dict()), tuple(failures))

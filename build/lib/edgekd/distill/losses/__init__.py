@@ -1,0 +1,52 @@
+"""The knowledge-distillation loss catalogue, one module per family.
+
+* ``response``   — ``kd`` (pixel-wise KD), ``dist`` (DIST)
+* ``feature``    — ``fitnet`` (FitNet hint), ``at`` (attention transfer), ``cwd`` (channel-wise)
+* ``relation``   — ``skd`` (SKD pair-wise affinity), ``cirkd`` (CIRKD cross-image relations)
+* ``boundary``   — ``bkd`` (boundary-aware KD, band + body)
+* ``supervised`` — ``ce`` (cross-entropy with the ground truth)
+* ``spec`` / ``combine`` — the "name(opts)@feature:weight" spec language, the loss registry
+  and ``DistillationObjective``
+* ``kd_metrics`` — metrics that judge a distillation run (KL, correlation, E_s/E_t, P_t/P_s)
+"""
+from edgekd.distill.losses import kd_metrics
+from edgekd.distill.losses.boundary import BoundaryKDLoss, boundary_band
+from edgekd.distill.losses.combine import (
+    DistillationObjective,
+    build_objective,
+    LossContext,
+    LossEntry,
+    build_loss,
+    get_loss_entry,
+    list_losses,
+    register_loss,
+)
+from edgekd.distill.losses.feature import AttentionTransferLoss, ChannelWiseLoss, FitNetLoss
+from edgekd.distill.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
+from edgekd.distill.losses.response import DISTLoss, PixelKDLoss
+from edgekd.distill.losses.spec import LossSpec, parse_specs
+from edgekd.distill.losses.supervised import CrossEntropyLoss
+
+__all__ = [
+    "AttentionTransferLoss",
+    "BoundaryKDLoss",
+    "ChannelWiseLoss",
+    "CrossEntropyLoss",
+    "CrossImageRelationLoss",
+    "DISTLoss",
+    "DistillationObjective",
+    "build_objective",
+    "FitNetLoss",
+    "LossContext",
+    "LossEntry",
+    "LossSpec",
+    "PairwiseAffinityLoss",
+    "PixelKDLoss",
+    "boundary_band",
+    "build_loss",
+    "get_loss_entry",
+    "kd_metrics",
+    "list_losses",
+    "parse_specs",
+    "register_loss",
+]

@@ -1,0 +1,55 @@
+"""Rendering a DoctorReport for people: a findings table and, after ``--fix``, parity and speed."""
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.doctor.findings import DoctorReport
+
+STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def render(report: DoctorReport, console: Any) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    facts = report.facts
+    head = f"[bold]edgekd doctor[/] {report.target} ({report.kind}"
+    if facts.get("arch"):
+        head += f", {facts['arch']}"
+    if facts.get("params"):
+        head += f", {facts['params']:,} params"
+    console.print(head + f") on {', '.join(report.devices)}")
+    for size, g in (facts.get("graphs") or {}).items():
+        console.print(f"  ONNX graph at {size}: {g['nodes']} nodes, {g['gflops']:.2f} GFLOPs")
+    table = Table(show_lines=True, expand=False)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("device", no_wrap=True)
+    table.add_column("finding")
+    for f in report.sorted_findings():
+        cell = Text(f.what, style="bold")
+        cell.append(f"\n[{f.code}] why: {f.why_it_matters}", style="default")
+        cell.append(f"\nfix: {f.fix}", style="green")
+        table.add_row(Text(f.severity, style=STYLE[f.severity]), f.device or "all", cell)
+    if report.findings:
+        console.print(table)
+    counts = {s: sum(f.severity == s for f in report.findings) for s in ("error", "warning", "info")}
+    console.print(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info — exit code {report.exit_code}")
+    if report.fix:
+        render_fix(report.fix, console)
+
+
+def render_fix(fix: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    p = fix["parity"]
+    console.print(f"\n[bold]--fix[/] wrote {fix['out']}: {fix['subnormals_flushed']:,} subnormal values flushed to zero")
+    console.print(f"  parity on {p['inputs']}: argmax agreement {p['argmax_agreement'] * 100:.3f}%, "
+                  f"max |Δlogit| {p['max_abs_logit_diff']:.2e}")
+    table = Table(title=f"speed on this machine, 1×3×{fix['input_size'][0]}×{fix['input_size'][1]}, "
+                        f"{fix['threads']} threads, denormal flushing off (median ms of interleaved rounds)")
+    for col in ("runtime", "before", "after", "speed-up", "load avg (1/5/15 min)"):
+        table.add_column(col)
+    for s in fix["speed"].values():
+        table.add_row(s["runtime"], f"{s['before']['median_ms']:.1f}", f"{s['after']['median_ms']:.1f}", f"{s['speedup']:.1f}×",
+                      " ".join(map(str, s["load_avg"]["start"] or [])))
+    console.print(table)

@@ -1,0 +1,331 @@
+"""``export_checkpoint``: one checkpoint → one artifact folder per (backend, precision).
+
+Every input is checked before anything is written (backends, precisions and their pairing,
+options, calibration data for INT8, the input size against the model's output stride, existing
+output folders). Each artifact is built in a hidden temporary folder beside its final place and
+renamed only once its files, parity and manifest are complete, so a failure leaves nothing
+half-written. The ONNX graph is exported once and shared by the ONNX-based backends.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest
+from edgekd.backends.calibration import check_method
+from edgekd.backends.onnx_export import EXPORTERS, export_onnx
+from edgekd.backends.registry import get_backend, list_backends, nearest
+from edgekd.errors import EdgekdError
+from edgekd.export.inputs import ImageSample, load_sample
+from edgekd.export.manifest import build_manifest, write_manifest
+from edgekd.export.weights import count_subnormals, flush_subnormals
+from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_CALIB_SIZE = 100
+PIPELINE_OPTIONS = {"calib_method": "INT8 calibration method", "onnx_simplify": "simplify the ONNX graph with onnxslim (default True)",
+                    "opset": "ONNX opset (default: the exporter's, 17 for torchscript, 20 for dynamo)"}
+Log = Callable[[str], None]
+
+
+def parse_names(value: str | list[str] | tuple[str, ...], what: str, valid: list[str]) -> list[str]:
+    """``"a,b"`` or a list → validated, de-duplicated names; unknown ones get the nearest match."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = list(dict.fromkeys(v.strip().lower() for v in items if v.strip()))
+    if not names:
+        raise EdgekdError(f"no {what} given; choose from {', '.join(valid)}")
+    for name in names:
+        if name not in valid:
+            raise EdgekdError(f"unknown {what} {name!r}{nearest(name, valid)}; valid {what}s: {', '.join(valid)}")
+    return names
+
+
+def plan_combinations(backends: Any, precisions: Any) -> list[tuple[Backend, str]]:
+    """Every (backend, precision) pair; any pair a backend cannot make is an error, never skipped.
+
+    A backend written ``name:precision`` (e.g. ``onnxruntime:int8``) is that one pair; a bare
+    name is paired with every precision in ``precisions``.
+    """
+    items = backends.split(",") if isinstance(backends, str) else list(backends)
+    wanted = parse_names(precisions, "precision", list(PRECISIONS))
+    pairs: list[tuple[str, str]] = []
+    for item in (i.strip() for i in items if i.strip()):
+        name, _, fixed = item.partition(":")
+        (backend_name,) = parse_names([name], "backend", list_backends())
+        for precision in parse_names([fixed], "precision", list(PRECISIONS)) if fixed else wanted:
+            if (backend_name, precision) not in pairs:
+                pairs.append((backend_name, precision))
+    if not pairs:
+        raise EdgekdError(f"no backend given; choose from {', '.join(list_backends())}")
+    bad = [f"{b} {p}" for b, p in pairs if p not in get_backend(b).precisions]
+    if bad:
+        supported = "; ".join(f"{b}: {', '.join(get_backend(b).precisions)}" for b in dict.fromkeys(b for b, _ in pairs))
+        raise EdgekdError(f"unsupported precision for this backend: {', '.join(bad)}. Supported — {supported}. "
+                          "Drop that precision or pair backends with precisions, e.g. --backend torch:fp32,onnxruntime:int8")
+    return [(get_backend(b), p) for b, p in pairs]
+
+
+def check_options(options: dict[str, Any], combos: list[tuple[Backend, str]]) -> dict[str, Any]:
+    """Refuse export options no chosen backend reads (an ignored option would change nothing silently)."""
+    backends = {b.name: b for b, _ in combos}
+    known = {**PIPELINE_OPTIONS, **{k: v for b in backends.values() for k, v in b.export_options.items()}}
+    for key in options:
+        if key not in known:
+            owners = [n for n in list_backends() if key in get_backend(n).export_options]
+            where = f"it applies to {', '.join(owners)}, not chosen here" if owners else f"known: {', '.join(sorted(known))}"
+            raise EdgekdError(f"export option {key!r} does nothing for backends {', '.join(backends)} ({where})")
+    if options.get("max_accuracy_drop") is not None and not any(p == "int8" for _, p in combos):
+        raise EdgekdError("--max-accuracy-drop controls INT8 quantisation; add --precision int8")
+    return options
+
+
+def parse_input_size(value: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """``"360x480"`` (H×W) or a pair → (H, W); None keeps the checkpoint's size."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise EdgekdError(f"input size {value!r} must be HxW in pixels, e.g. 360x480")
+        value = (int(parts[0]), int(parts[1]))
+    h, w = (int(v) for v in value)
+    if h < 1 or w < 1:
+        raise EdgekdError(f"input size {h}x{w} must be positive")
+    return h, w
+
+
+def check_input_size(model: Any, size: tuple[int, int], stride: int, arch: str) -> str | None:
+    """Refuse a size the model cannot run at; return a note when it runs but is off the stride grid.
+
+    Sizes that are multiples of ``output_stride`` are always fine. Other sizes (CamVid's 360 rows
+    against a stride of 16 or 32) work for models that resize internally and break models that
+    concatenate skip features, so the model is run once at that size to find out which it is.
+    """
+    import torch
+
+    h, w = size
+    if h % stride == 0 and w % stride == 0:
+        return None
+    up = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
+    fix = f"use --input-size {up[0]}x{up[1]} (or another multiple of {stride})"
+    try:
+        with torch.inference_mode():
+            out = model.eval()(torch.zeros(1, 3, h, w))
+    except Exception as err:
+        raise EdgekdError(f"input size {h}x{w} is not divisible by {arch}'s output stride {stride} and the model fails "
+                          f"at it ({type(err).__name__}: {str(err).splitlines()[0][:120]}); {fix}") from err
+    if tuple(out.shape[-2:]) != (h, w):
+        raise EdgekdError(f"input size {h}x{w} is not divisible by {arch}'s output stride {stride}: the model returns "
+                          f"{out.shape[-2]}x{out.shape[-1]} logits at it; {fix}")
+    return (f"{h}x{w} is not a multiple of the output stride {stride}; the model runs at it (it resizes internally), "
+            f"but {up[0]}x{up[1]} would avoid the resampling")
+
+
+@dataclass
+class _Context:
+    """What every artifact of one export shares."""
+
+    model: Any
+    meta: dict[str, Any]
+    source: dict[str, Any]
+    input_size: tuple[int, int]
+    dynamic_batch: bool
+    options: dict[str, Any]
+    root: Path
+    output_stride: int
+    calib: ImageSample | None = None
+    val: ImageSample | None = None
+    val_images: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    reference_model: Any = None
+    onnx_path: Path | None = None
+    onnx_info: dict[str, Any] | None = None
+    subnormals: dict[str, Any] = field(default_factory=dict)
+    parity_threshold: float = DEFAULT_THRESHOLD
+    parity_reason: str = ""
+    size_note: str | None = None
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike, *, backends: str | list[str], precisions: str | list[str], out_dir: str | os.PathLike,
+    calib_dir: str | os.PathLike | None = None, calib_size: int = DEFAULT_CALIB_SIZE, calib_split: str = "train",
+    calib_method: str = "percentile", data_dir: str | os.PathLike | None = None, data_split: str = "val",
+    parity_images: int = DEFAULT_IMAGES, parity_threshold: float = DEFAULT_THRESHOLD,
+    input_size: str | tuple[int, int] | None = None, dynamic_batch: bool = False, force: bool = False,
+    arch: str | None = None, num_classes: int | None = None, keep_subnormals: bool = False, exporter: str = "torchscript",
+    options: dict[str, Any] | None = None, log: Log | None = None,
+) -> list[Path]:
+    """Export ``checkpoint`` for every (backend, precision); returns the artifact folders written.
+
+    Artifacts go to ``<out_dir>/<checkpoint stem>/<backend>-<precision>/``. INT8 calibrates on
+    ``calib_size`` real images of ``calib_dir``'s ``calib_split``; parity runs on
+    ``parity_images`` images of ``data_dir`` (default ``calib_dir``) split ``data_split``.
+    """
+    log = log or (lambda message: None)
+    checkpoint = Path(checkpoint)
+    combos = plan_combinations(backends, precisions)
+    options = check_options({k: v for k, v in (options or {}).items() if v is not None}, combos)
+    method = check_method(options.get("calib_method", calib_method))
+    int8 = any(p == "int8" for _, p in combos)
+    if int8:
+        options["calib_method"] = method
+    if exporter not in EXPORTERS:
+        raise EdgekdError(f"unknown ONNX exporter {exporter!r}{nearest(exporter, list(EXPORTERS))}; use one of {', '.join(EXPORTERS)}")
+    if int8 and calib_dir is None:
+        raise EdgekdError("INT8 needs real calibration images: pass --calib DIR (a dataset folder with a "
+                          f"{calib_split!r} split); edgekd never calibrates on random noise")
+    root = Path(out_dir) / checkpoint.stem
+    _refuse_existing([root / f"{b.name}-{p}" for b, p in combos], force)
+    ctx = _prepare(checkpoint, arch, num_classes, input_size, dynamic_batch, keep_subnormals, options, root, log)
+    ctx.parity_threshold = parity_threshold
+    _load_images(ctx, combos, calib_dir, calib_size, calib_split, data_dir, data_split, parity_images, log)
+    created_root = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".edgekd-work-", dir=root))
+    try:
+        if any(b.needs_onnx for b, _ in combos):
+            ctx.onnx_path = work / "model.onnx"
+            log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
+            ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
+                                        opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
+        return [_export_one(backend, precision, ctx, log) for backend, precision in combos]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if created_root and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+
+def _refuse_existing(targets: list[Path], force: bool) -> None:
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise EdgekdError(f"output folder {existing[0]} exists; pass --force to replace it, or choose another --out")
+
+
+def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_size: Any, dynamic_batch: bool,
+             keep_subnormals: bool, options: dict[str, Any], root: Path, log: Log) -> _Context:
+    from edgekd.checkpoint import load_checkpoint, sha256_file
+
+    model, meta = load_checkpoint(checkpoint, arch=arch, num_classes=num_classes)
+    stride = int(getattr(model, "output_stride", 1))
+    size = parse_input_size(input_size) or (int(meta.input_size[0]), int(meta.input_size[1]))
+    size_note = check_input_size(model, size, stride, meta.arch)
+    if size_note:
+        log(size_note)
+    meta_dict = asdict(meta)
+    meta_dict["normalization"] = {"mean": list(meta.mean), "std": list(meta.std), "channel_order": meta.channel_order,
+                                  "formula": "x = (pixel[channel_order] - mean) / std, pixels RGB 0..255"}
+    export_model = copy.deepcopy(model).eval()
+    found = count_subnormals(export_model)
+    flushed = 0 if keep_subnormals else flush_subnormals(export_model)
+    if found:
+        log(f"{found} subnormal weights found; {'kept (keep_subnormals)' if keep_subnormals else 'flushed to zero'}")
+    source = {"checkpoint": str(checkpoint.resolve()), "name": checkpoint.name, "sha256": sha256_file(checkpoint),
+              "trained_with": meta.trained_with, "metrics": meta.metrics}
+    ctx = _Context(export_model, meta_dict, source, size, dynamic_batch, dict(options), root, stride)
+    ctx.subnormals = {"found": found, "flushed": flushed, "keep": keep_subnormals}
+    ctx.size_note = size_note
+    ctx.reference_model = model  # original weights: parity includes the effect of flushing
+    return ctx
+
+
+def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: Any, calib_size: int, calib_split: str,
+                 data_dir: Any, data_split: str, parity_images: int, log: Log) -> None:
+    """Calibration images (INT8 only) and labelled parity images with their PyTorch FP32 logits.
+
+    Parity data defaults to the calibration folder; when that folder has no ``data_split``,
+    parity is skipped with the reason instead of failing the export (an explicit ``--data``
+    without that split is an error).
+    """
+    from edgekd.data.info import DataError
+
+    if any(p == "int8" for _, p in combos):
+        ctx.calib = load_sample(calib_dir, calib_split, calib_size, ctx.input_size)
+        log(f"calibration: {ctx.calib.description['num_images']} images of {calib_dir} [{calib_split}]")
+    source = data_dir if data_dir is not None else calib_dir
+    if source is None or parity_images < 1:
+        ctx.parity_reason = "no labelled images given: pass --data DIR (or --calib DIR) to measure parity"
+    else:
+        try:
+            ctx.val = load_sample(source, data_split, parity_images, ctx.input_size)
+        except DataError as err:
+            if data_dir is not None:
+                raise
+            ctx.parity_reason = f"the --calib folder has no usable {data_split!r} split ({err}); pass --data DIR"
+    if ctx.val is None:
+        if ctx.options.get("max_accuracy_drop") is not None:
+            raise EdgekdError(f"--max-accuracy-drop needs labelled validation images: {ctx.parity_reason}")
+        return
+    ctx.val_images = ctx.val.normalized(ctx.meta["normalization"])
+    ctx.reference = reference_logits(ctx.reference_model, ctx.val_images)
+
+
+def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Path:
+    final = ctx.root / f"{backend.name}-{precision}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=ctx.root))
+    try:
+        log(f"{final.name}: converting")
+        norm = ctx.meta["normalization"]
+        request = ExportRequest(
+            model=ctx.model, input_size=ctx.input_size, precision=precision, out_dir=tmp, dynamic_batch=ctx.dynamic_batch,
+            options=dict(ctx.options), onnx_path=ctx.onnx_path, metadata=ctx.meta,
+            calib_images=ctx.calib.normalized(norm) if ctx.calib and precision == "int8" else None,
+            calib_pixels=ctx.calib.pixels if ctx.calib and precision == "int8" else None,
+            val_images=ctx.val_images, val_masks=ctx.val.masks if ctx.val else None,
+        )
+        fields = backend.export(request)
+        calibration = dict(ctx.calib.description, method=ctx.options["calib_method"]) if ctx.calib and precision == "int8" else None
+        manifest = build_manifest(
+            source=ctx.source, meta=ctx.meta, output_stride=ctx.output_stride, backend=backend.name,
+            backend_version=backend.version(), precision=precision, input_size=ctx.input_size,
+            dynamic_batch=ctx.dynamic_batch, onnx_info=ctx.onnx_info if backend.needs_onnx else None,
+            options=dict(ctx.options, keep_subnormals=ctx.subnormals["keep"], exporter=ctx.onnx_info["exporter"] if ctx.onnx_info else None),
+            calibration=calibration, subnormals_flushed=ctx.subnormals["flushed"], fields=fields,
+            parity={"status": "pending"}, folder=tmp,
+        )
+        manifest["subnormals_found"] = ctx.subnormals["found"]
+        if ctx.size_note:
+            manifest["input_size_note"] = ctx.size_note
+        write_manifest(tmp, manifest)  # parity loads the artifact exactly as users will, manifest included
+        manifest["parity"] = _parity(backend, precision, tmp, ctx)
+        write_manifest(tmp, manifest)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _parity(backend: Backend, precision: str, folder: Path, ctx: _Context) -> dict[str, Any]:
+    """Parity for each of the backend's parity runs; the first is the headline, the others ``variants``."""
+    if ctx.val is None or ctx.reference is None:
+        return skipped(ctx.parity_reason)
+    results: dict[str, dict[str, Any]] = {}
+    for name, runtime_options in backend.parity_runs(precision).items():
+        try:
+            session = backend.load(folder, **runtime_options)
+            logits = run_session(session.run, ctx.val_images)
+        except BackendUnavailable as err:
+            return unavailable(str(err))
+        except Exception as err:  # a runtime crash on a fresh artifact must be visible, not fatal to the others
+            results[name] = {"status": "failed", "reason": f"{type(err).__name__}: {err}",
+                             "warning": f"the artifact failed to run here: {err}"}
+            continue
+        result = compare(ctx.reference, logits, ctx.val.masks, num_classes=ctx.val.num_classes,
+                         ignore_index=ctx.val.ignore_index, threshold=ctx.parity_threshold)
+        results[name] = {**result, "runtime_options": runtime_options, "ran_as": session.describe(),
+                         "data": {k: ctx.val.description[k] for k in ("dataset", "split", "num_images", "selection")}}
+    first = next(iter(results))
+    headline = {**results[first], "variant": first}
+    if len(results) > 1:
+        headline["variants"] = {k: v for k, v in results.items() if k != first}
+    return headline

@@ -1,0 +1,204 @@
+"""Offline knowledge distillation: frozen teacher(s) → student, with optional teacher-logit cache.
+
+Images are loaded at one size (``image_size``, default the dataset's), augmented on the batch
+by ``JointAugment`` (same geometry for image, labels and cached teacher logits), and the
+student is trained on the objective built from ``losses`` (see edgekd.distill). When every
+loss uses only the teachers' logits, they are computed once and cached (``cache="auto"``);
+feature and relation losses run the teacher live.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from edgekd.checkpoint import load_checkpoint, sha256_file
+from edgekd.errors import EdgekdError
+from edgekd.models import create_model
+from edgekd.training.augment import JointAugment
+from edgekd.training.loop import TrainOutcome, run_loop
+from edgekd.training.multi_teacher import mix_teacher_logits
+from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
+from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, worker_context, wrap_ddp
+from edgekd.training.teacher_cache import build_or_open_cache
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    teachers: list[str] = field(default_factory=list)
+    teacher_archs: list[str | None] = field(default_factory=list)
+    teacher_weights: list[float] | None = None
+    teacher_mixing: str = "average"
+    losses: list[str] = field(default_factory=lambda: ["ce", "kd"])
+    temperature: float = 4.0
+    cache: str = "auto"  # auto | on | off
+    cache_dir: str | None = None
+    image_size: tuple[int, int] | None = None
+    kd_metric_images: int | None = 20
+
+
+class _FeatureForward(torch.nn.Module):
+    """Makes ``forward`` return (logits, features) so DDP's gradient hooks see the call."""
+
+    def __init__(self, student: torch.nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, x: torch.Tensor):
+        return self.student.forward_features(x)
+
+
+class _Indexed(Dataset):
+    """Adds the item index so cached teacher logits can be looked up."""
+
+    def __init__(self, base) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, mask = self.base[i]
+        return image, mask, torch.tensor(i)
+
+
+@dataclass
+class Teacher:
+    model: torch.nn.Module
+    sha256: str
+    path: str
+    arch: str
+
+
+def load_teachers(cfg: DistillConfig, device) -> list[Teacher]:
+    archs = list(cfg.teacher_archs) + [None] * (len(cfg.teachers) - len(cfg.teacher_archs))
+    teachers = []
+    for path, arch in zip(cfg.teachers, archs):
+        model, meta = load_checkpoint(path, arch=arch)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        teachers.append(Teacher(model.eval().to(device), sha256_file(path), str(path), meta.arch))
+    return teachers
+
+
+def _check_classes(teachers: list[Teacher], num_classes: int) -> None:
+    for t in teachers:
+        if t.model.num_classes != num_classes:
+            raise EdgekdError(
+                f"teacher {t.path} predicts {t.model.num_classes} classes, the dataset has {num_classes}; "
+                "distil from a teacher trained on the same label set"
+            )
+
+
+def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
+    """Distil ``cfg.arch`` from ``cfg.teachers`` on ``cfg.data``; returns the outcome with history."""
+    from edgekd.data import build_eval_transform, open_dataset
+    from edgekd.distill import build_objective
+
+    out = Path(cfg.out)
+    if out.suffix != ".safetensors":
+        raise EdgekdError(f"--out {cfg.out!r} must end in .safetensors")
+    seed_everything(cfg.seed)
+    runtime = setup_runtime(cfg.device)
+    train_set = open_dataset(cfg.data, cfg.train_split, transform=build_eval_transform(cfg.image_size))
+    val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
+    info = train_set.info
+    student = create_model(cfg.arch, num_classes=info.num_classes, **cfg.arch_kwargs).to(runtime.device)
+    teachers = load_teachers(cfg, runtime.device) if cfg.teachers else []
+    objective = build_objective(
+        cfg.losses, student=student, teacher=teachers[0].model if teachers else None, temperature=cfg.temperature,
+        ignore_index=info.ignore_index,
+    ).to(runtime.device)
+    if objective.needs_teacher and not teachers:
+        raise EdgekdError(f"losses {', '.join(cfg.losses)} need a teacher: pass --teacher CKPT")
+    if not objective.needs_teacher:
+        teachers = []  # a CE-only run: the no-KD baseline with exactly the distillation data pipeline
+    _check_classes(teachers, info.num_classes)
+    use_cache = bool(teachers) and _decide_cache(cfg, objective, teachers)
+    cache = None
+    if use_cache:
+        cache = [build_or_open_cache(t.model, t.model.normalization, train_set, teacher_sha=t.sha256,
+                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None, progress=progress) for t in teachers]
+    meta = base_meta(cfg, student, train_set, method="distill" if teachers else "supervised")
+    meta.trained_with.update(_provenance(cfg, teachers, objective, use_cache, cache))
+    trainable, unwrap_ddp = wrap_ddp(_FeatureForward(student), runtime)
+
+    def unwrap(m):
+        return unwrap_ddp(m).student
+
+    loss_fn = _make_loss_fn(cfg, runtime, student_norm=student.normalization, teachers=teachers,
+                            objective=objective, cache=cache, ignore_index=info.ignore_index)
+    loader = _loader(cfg, train_set, runtime)
+    outcome = run_loop(
+        model=trainable, extra_modules=objective, loss_fn=loss_fn, train_loader=loader,
+        evaluate_fn=make_evaluator(cfg, val_set, runtime), meta=meta, out=out, cfg=cfg.loop_config(),
+        runtime=runtime, resume=cfg.resume, progress=progress, unwrap=unwrap,
+    )
+    if runtime.is_main and teachers:
+        from edgekd.training.kd_report import attach_kd_metrics
+
+        attach_kd_metrics(out, teachers, val_set, cfg, runtime)
+    return outcome
+
+
+def _decide_cache(cfg: DistillConfig, objective, teachers) -> bool:
+    if cfg.cache not in ("auto", "on", "off"):
+        raise EdgekdError(f"--cache {cfg.cache!r} is not one of auto, on, off")
+    logits_only = not objective.uses_teacher_features
+    if cfg.cache == "on" and not logits_only:
+        raise EdgekdError("--cache on needs logit-only losses; feature/relation losses run the teacher live (use --cache auto)")
+    return cfg.cache == "on" or (cfg.cache == "auto" and logits_only)
+
+
+def _provenance(cfg, teachers, objective, use_cache, cache) -> dict:
+    return {
+        "teachers": [{"path": Path(t.path).name, "sha256": t.sha256, "arch": t.arch} for t in teachers],
+        "teacher_sha256": [t.sha256 for t in teachers],
+        "teacher_weights": cfg.teacher_weights, "teacher_mixing": cfg.teacher_mixing,
+        "losses": objective.weights_dict(), "loss_terms": objective.describe(), "temperature": cfg.temperature,
+        "teacher_cache": {"used": use_cache, "build_seconds": sum(c.build_seconds for c in cache) if cache else None},
+    }
+
+
+def _loader(cfg: DistillConfig, train_set, runtime: Runtime) -> DataLoader:
+    indexed = _Indexed(train_set)
+    if len(indexed) < cfg.batch_size:
+        raise EdgekdError(f"{cfg.data} has {len(indexed)} training images, fewer than --batch-size {cfg.batch_size}")
+    sampler = DistributedSampler(indexed, seed=cfg.seed) if runtime.world_size > 1 else None
+    return DataLoader(indexed, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                      num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
+                      multiprocessing_context=worker_context(cfg.workers), persistent_workers=cfg.workers > 0)
+
+
+def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ignore_index):
+    augment = JointAugment(tuple(cfg.crop_size), tuple(cfg.scale_range), ignore_index=ignore_index)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def teacher_targets(images):
+        outs = [t.model.forward_features(t.model.normalization.apply(images)) for t in teachers]
+        return mix_teacher_logits([o[0] for o in outs], cfg.teacher_weights, cfg.teacher_mixing), outs[0][1]
+
+    def loss_fn(model, batch):
+        images, masks, index = batch
+        cached = None
+        if cache is not None:
+            cached = [c.batch(index.cpu()).to(images.device) for c in cache]
+            cached = mix_teacher_logits(cached, cfg.teacher_weights, cfg.teacher_mixing)
+        images, masks, cached = augment(generator, images.float(), masks, cached)
+        x = student_norm.apply(images)
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        s_logits, s_feats = model(x)
+        if cached is not None:
+            t_logits, t_feats = cached, None
+        elif teachers:
+            with torch.no_grad():
+                t_logits, t_feats = teacher_targets(images)
+        else:  # supervised-only objective
+            t_logits, t_feats = None, None
+        teacher_out = t_logits if t_feats is None else (t_logits, t_feats)
+        return objective((s_logits, s_feats), teacher_out, masks)
+
+    return loss_fn

@@ -1,0 +1,162 @@
+"""The training loop shared by supervised training and distillation.
+
+One epoch = one pass over the loader; after each epoch the loop evaluates on val, saves the
+weights checkpoint (best-so-far replaces nothing: the file is the last epoch, val mIoU in its
+metadata) and the training state beside it, so an interrupted run resumes at the next epoch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from edgekd.checkpoint import CheckpointMeta, load_train_state, save_checkpoint, save_train_state
+from edgekd.errors import EdgekdError
+from edgekd.training.runtime import Runtime
+
+LossFn = Callable[[nn.Module, tuple], tuple[torch.Tensor, dict[str, float]]]
+"""loss_fn(model, batch) with the batch's tensors already on the device."""
+
+
+@dataclass
+class LoopConfig:
+    epochs: int
+    lr: float
+    optimizer: str = "sgd"  # sgd | adamw
+    schedule: str = "poly"  # poly | cosine
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_steps: int = 0
+    max_steps_per_epoch: int | None = None
+    clip_grad: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise EdgekdError(f"optimizer {self.optimizer!r} is not one of sgd, adamw")
+        if self.schedule not in ("poly", "cosine"):
+            raise EdgekdError(f"schedule {self.schedule!r} is not one of poly, cosine")
+        if self.epochs < 1 or self.lr <= 0:
+            raise EdgekdError(f"epochs ({self.epochs}) must be ≥ 1 and lr ({self.lr}) > 0")
+
+
+@dataclass
+class TrainOutcome:
+    checkpoint: Path
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def make_optimizer(params, cfg: LoopConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: LoopConfig, total_steps: int):
+    """Poly (power 0.9) or cosine decay per step, after an optional linear warm-up."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, step / max(1, total_steps))
+        if cfg.schedule == "poly":
+            return (1 - progress) ** 0.9
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def train_state_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.replace(".safetensors", ".train_state.pt"))
+
+
+def run_loop(
+    *, model: nn.Module, extra_modules: nn.Module | None, loss_fn: LossFn, train_loader: DataLoader,
+    evaluate_fn: Callable[[nn.Module], dict], meta: CheckpointMeta, out: Path, cfg: LoopConfig,
+    runtime: Runtime, resume: bool = False, progress=None, unwrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+) -> TrainOutcome:
+    """Train ``model`` (and ``extra_modules``, e.g. distillation adapters) with ``loss_fn``."""
+    params = list(model.parameters()) + (list(extra_modules.parameters()) if extra_modules is not None else [])
+    opt = make_optimizer(params, cfg)
+    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    sched = make_schedule(opt, cfg, cfg.epochs * steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp)
+    start_epoch, history = 0, []
+    state_file = train_state_path(out)
+    if resume and state_file.is_file():
+        start_epoch, history = _restore(state_file, model, extra_modules, opt, sched, scaler, unwrap)
+    t0 = time.perf_counter()
+    task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch) if progress else None
+    for epoch in range(start_epoch, cfg.epochs):
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        model.train()
+        epoch_start = time.perf_counter()
+        epoch_logs = _run_epoch(model, loss_fn, train_loader, opt, sched, scaler, cfg, runtime, steps_per_epoch, progress, task)
+        epoch_logs["train_seconds"] = time.perf_counter() - epoch_start
+        metrics = evaluate_fn(unwrap(model))
+        history.append({"epoch": epoch + 1, **epoch_logs, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}})
+        if runtime.is_main:
+            meta.metrics = {**metrics, "epoch": epoch + 1}
+            meta.trained_with["epochs_completed"] = epoch + 1
+            save_checkpoint(out, unwrap(model), meta)
+            save_train_state(state_file, _state(epoch + 1, history, unwrap(model), extra_modules, opt, sched, scaler))
+            if progress:
+                progress.console.print(f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch"))
+    return TrainOutcome(out, cfg.epochs - start_epoch, history, time.perf_counter() - t0)
+
+
+def _run_epoch(model, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, progress, task) -> dict:
+    totals: dict[str, float] = {}
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        batch = tuple(t.to(runtime.device, non_blocking=True) for t in batch)
+        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+            loss, logs = loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            raise EdgekdError(f"loss became {loss.item()} at step {step}; lower --lr (now {cfg.lr})")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.clip_grad:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.clip_grad)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        for k, v in {"loss": loss.item(), **logs}.items():
+            totals[k] = totals.get(k, 0.0) + v
+        if progress:
+            progress.update(task, advance=1, description=f"train loss {loss.item():.3f}")
+    n = max(1, min(steps, len(loader)))
+    return {f"train_{k}": v / n for k, v in totals.items()}
+
+
+def _state(epoch, history, model, extra, opt, sched, scaler) -> dict:
+    return {
+        "epoch": epoch, "history_json": __import__("json").dumps(history), "model": model.state_dict(),
+        "extra": extra.state_dict() if extra is not None else {}, "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+        "rng_torch": torch.get_rng_state(),
+    }
+
+
+def _restore(path, model, extra, opt, sched, scaler, unwrap) -> tuple[int, list]:
+    import json
+
+    state = load_train_state(path)
+    unwrap(model).load_state_dict(state["model"])
+    if extra is not None and state["extra"]:
+        extra.load_state_dict(state["extra"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_torch"])
+    return int(state["epoch"]), json.loads(state["history_json"])

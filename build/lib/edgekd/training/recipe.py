@@ -1,0 +1,83 @@
+"""Distillation recipes: YAML, safe-loaded and validated (unknown keys are errors).
+
+A recipe is either one run (keys = DistillConfig fields, with ``student`` for the arch) or a
+chain of ``stages`` run in order — e.g. teacher → teacher-assistant → student (Mirzadeh et al.
+2020, "Improved Knowledge Distillation via Teacher Assistant"). A stage may name an earlier
+stage's output as a teacher with ``@stage_name``; keys under ``common`` apply to every stage.
+
+    common: {data: data/camvid, epochs: 20, crop_size: [360, 480]}
+    stages:
+      - {name: assistant, student: deeplabv3_resnet18, teachers: [cgnet.pth], teacher_archs: [cgnet_m3n21],
+         losses: [ce, kd], out: runs/ta.safetensors}
+      - {name: student, student: lraspp_mobilenetv3_small, teachers: ["@assistant"], losses: [ce, kd],
+         out: runs/student.safetensors}
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgekd.errors import EdgekdError
+from edgekd.training.distill import DistillConfig
+
+_TUPLE_FIELDS = {"crop_size", "scale_range", "eval_size", "image_size"}
+_ALLOWED = {f.name for f in fields(DistillConfig)} - {"arch"} | {"student"}
+
+
+def _to_config(entry: dict[str, Any], where: str, outputs: dict[str, str]) -> DistillConfig:
+    unknown = set(entry) - _ALLOWED
+    if unknown:
+        raise EdgekdError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(_ALLOWED))}")
+    kw = dict(entry)
+    if "student" not in kw:
+        raise EdgekdError(f"{where}: 'student' (the student architecture) is required")
+    kw["arch"] = kw.pop("student")
+    if isinstance(kw.get("cache"), bool):  # YAML 1.1 reads a bare on/off as a boolean
+        kw["cache"] = "on" if kw["cache"] else "off"
+    for key in _TUPLE_FIELDS & set(kw):
+        if kw[key] is not None:
+            kw[key] = tuple(kw[key])
+    teachers = []
+    for t in kw.get("teachers", []):
+        if isinstance(t, str) and t.startswith("@"):
+            if t[1:] not in outputs:
+                raise EdgekdError(f"{where}: teacher {t!r} names no earlier stage (earlier: {', '.join(outputs) or 'none'})")
+            teachers.append(outputs[t[1:]])
+        else:
+            teachers.append(str(t))
+    kw["teachers"] = teachers
+    try:
+        return DistillConfig(**kw)
+    except TypeError as err:
+        raise EdgekdError(f"{where}: {err}") from err
+
+
+def load_recipe(path: str | Path) -> list[tuple[str, DistillConfig]]:
+    """(stage name, config) pairs in run order."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgekdError(f"recipe {str(path)!r} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise EdgekdError(f"recipe {path} is not valid YAML: {err}") from err
+    if not isinstance(doc, dict):
+        raise EdgekdError(f"recipe {path} must be a mapping")
+    if "stages" not in doc:
+        return [("main", _to_config(doc, str(path), {}))]
+    extra = set(doc) - {"stages", "common"}
+    if extra:
+        raise EdgekdError(f"{path}: unknown top-level key(s) {sorted(extra)}; with stages only 'stages' and 'common' are allowed")
+    common = doc.get("common") or {}
+    outputs: dict[str, str] = {}
+    result = []
+    for i, stage in enumerate(doc["stages"]):
+        stage = dict(stage)
+        name = str(stage.pop("name", f"stage{i + 1}"))
+        cfg = _to_config({**common, **stage}, f"{path} stage {name!r}", outputs)
+        outputs[name] = cfg.out
+        result.append((name, cfg))
+    return result

@@ -1,0 +1,139 @@
+"""Supervised training of a teacher or a baseline student (cross-entropy with ignore index)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from edgekd.checkpoint import CheckpointMeta
+from edgekd.errors import EdgekdError
+from edgekd.evaluate import evaluate_model
+from edgekd.models import create_model
+from edgekd.training.loop import LoopConfig, TrainOutcome, run_loop
+from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str
+    out: str
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    schedule: str = "poly"
+    weight_decay: float = 1e-4
+    crop_size: tuple[int, int] = (360, 480)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    eval_size: tuple[int, int] | None = None
+    val_images: int | None = None
+    seed: int = 0
+    workers: int = 0
+    resume: bool = False
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    arch_kwargs: dict = field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str = "val"
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(
+            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, schedule=self.schedule,
+            weight_decay=self.weight_decay, max_steps_per_epoch=self.max_steps_per_epoch,
+        )
+
+
+def build_loaders(cfg: TrainConfig, runtime: Runtime):
+    """Train loader with joint augmentation; val dataset at native size (or ``eval_size``)."""
+    from edgekd.data import build_eval_transform, build_train_transform, open_dataset
+
+    probe = open_dataset(cfg.data, cfg.train_split)
+    train_tf = build_train_transform(
+        crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range), ignore_index=probe.info.ignore_index, seed=cfg.seed
+    )
+    train_set = open_dataset(cfg.data, cfg.train_split, transform=train_tf)
+    val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
+    if len(train_set) < cfg.batch_size:
+        raise EdgekdError(f"{cfg.data} split {cfg.train_split!r} has {len(train_set)} images, fewer than --batch-size {cfg.batch_size}")
+    sampler = DistributedSampler(train_set, seed=cfg.seed) if runtime.world_size > 1 else None
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=cfg.workers, generator=generator, persistent_workers=cfg.workers > 0,
+        multiprocessing_context=worker_context(cfg.workers),
+    )
+    return loader, train_set, val_set
+
+
+def worker_context(workers: int) -> str | None:
+    """Spawn DataLoader workers: forking a process that already runs runtime threads can crash."""
+    return "spawn" if workers > 0 else None
+
+
+def base_meta(cfg: TrainConfig, model, train_set, method: str) -> CheckpointMeta:
+    info = train_set.info
+    norm = model.normalization
+    return CheckpointMeta(
+        arch=cfg.arch, arch_kwargs=dict(cfg.arch_kwargs), num_classes=info.num_classes,
+        class_names=list(info.class_names), ignore_index=info.ignore_index, input_size=list(cfg.crop_size),
+        mean=list(norm.mean), std=list(norm.std), channel_order=norm.channel_order,
+        trained_with={
+            "method": method, "epochs": cfg.epochs, "seed": cfg.seed, "dataset": info.name,
+            "dataset_split_hash": train_set.split_hash(), "config": _jsonable(asdict(cfg)),
+        },
+    )
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def make_evaluator(cfg: TrainConfig, val_set, runtime: Runtime):
+    def evaluate(model) -> dict:
+        result = evaluate_model(model, model.normalization, val_set, input_size=cfg.eval_size, max_images=cfg.val_images, device=runtime.device)
+        return {k: result[k] for k in ("miou", "pixel_accuracy", "boundary_f", "per_class_iou", "images")}
+
+    return evaluate
+
+
+def wrap_ddp(model, runtime: Runtime):
+    if runtime.world_size == 1:
+        return model, (lambda m: m)
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids), (lambda m: m.module)
+
+
+def train_supervised(cfg: TrainConfig, progress=None) -> TrainOutcome:
+    """Train ``cfg.arch`` on ``cfg.data`` with cross-entropy; checkpoint + train state each epoch."""
+    out = Path(cfg.out)
+    if out.suffix != ".safetensors":
+        raise EdgekdError(f"--out {cfg.out!r} must end in .safetensors")
+    seed_everything(cfg.seed)
+    runtime = setup_runtime(cfg.device)
+    loader, train_set, val_set = build_loaders(cfg, runtime)
+    model = create_model(cfg.arch, num_classes=train_set.info.num_classes, **cfg.arch_kwargs).to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    normalization = model.normalization
+    ignore = train_set.info.ignore_index
+    meta = base_meta(cfg, model, train_set, method="supervised")
+    meta.trained_with["losses"] = {"ce": 1.0}
+    model, unwrap = wrap_ddp(model, runtime)
+
+    def loss_fn(m, batch):
+        images, masks = batch
+        x = normalization.apply(images)
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = m(x)
+        return F.cross_entropy(logits.float(), masks, ignore_index=ignore), {}
+
+    return run_loop(
+        model=model, extra_modules=None, loss_fn=loss_fn, train_loader=loader,
+        evaluate_fn=make_evaluator(cfg, val_set, runtime), meta=meta, out=out, cfg=cfg.loop_config(),
+        runtime=runtime, resume=cfg.resume, progress=progress, unwrap=unwrap,
+    )

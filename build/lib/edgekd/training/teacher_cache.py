@@ -1,0 +1,81 @@
+"""Teacher-logit cache: compute a frozen teacher's logits once per image, reuse them every epoch.
+
+Stored as one float16 memory-mapped array (N×C×H×W) per (teacher sha256, dataset split hash,
+image size) with a JSON index of image paths, so several students distilled from the same
+teacher share it. Valid only when the teacher is frozen and only its logits are used; feature
+losses need the live teacher.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.checkpoint import atomic_write
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd")) / "teacher_logits"
+
+
+@dataclass
+class TeacherCache:
+    path: Path
+    logits: np.memmap  # N×C×H×W float16
+    build_seconds: float
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.logits[indices.numpy()], dtype=np.float32))
+
+
+def cache_key(teacher_sha: str, split_hash: str, size: tuple[int, int], num_classes: int) -> str:
+    return f"{teacher_sha[:16]}-{split_hash[:16]}-{size[0]}x{size[1]}-c{num_classes}"
+
+
+@torch.inference_mode()
+def build_or_open_cache(
+    teacher: nn.Module, normalization, dataset, *, teacher_sha: str, cache_dir: Path | None = None, progress=None
+) -> TeacherCache:
+    """Open the cache for (teacher, dataset) or compute it. ``dataset`` yields same-size images."""
+    image0, _ = dataset[0]
+    size = tuple(image0.shape[-2:])
+    key = cache_key(teacher_sha, dataset.split_hash(), size, teacher.num_classes)
+    root = (cache_dir or default_cache_dir()) / key
+    data_file = root / "logits.f16"
+    index_file = root / "index.json"
+    shape = (len(dataset), teacher.num_classes, *size)
+    if index_file.is_file():
+        index = json.loads(index_file.read_text())
+        if index["shape"] == list(shape):
+            return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), 0.0)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tmp = data_file.with_suffix(f".tmp-{os.getpid()}")  # two trainers building the same cache must not share it
+    array = np.memmap(tmp, np.float16, "w+", shape=shape)
+    teacher.eval()
+    torch.set_flush_denormal(True)
+    task = progress.add_task("teacher logits → cache", total=len(dataset)) if progress else None
+    try:
+        for i in range(len(dataset)):
+            image, _ = dataset[i]
+            if tuple(image.shape[-2:]) != size:
+                raise ValueError(f"teacher cache needs same-size images: item {i} is {tuple(image.shape[-2:])}, item 0 {size}")
+            array[i] = teacher(normalization.apply(image[None]))[0].numpy().astype(np.float16)
+            if progress:
+                progress.update(task, advance=1)
+        array.flush()
+        del array
+        os.replace(tmp, data_file)
+    finally:
+        torch.set_flush_denormal(False)
+        if tmp.exists():
+            tmp.unlink()
+    index = {"shape": list(shape), "teacher_sha256": teacher_sha, "images": [str(p[0]) for p in dataset.pairs]}
+    atomic_write(index_file, lambda t: Path(t).write_text(json.dumps(index)))
+    return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), time.perf_counter() - t0)
