@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from edgekd.checkpoint import load_checkpoint, sha256_file
 from edgekd.errors import EdgekdError
@@ -21,7 +21,7 @@ from edgekd.training.augment import JointAugment
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
 from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
-from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, worker_context, wrap_ddp
+from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, train_loader, wrap_ddp
 from edgekd.training.teacher_cache import build_or_open_cache
 
 
@@ -163,13 +163,7 @@ def _provenance(cfg, teachers, objective, use_cache, cache) -> dict:
 
 
 def _loader(cfg: DistillConfig, train_set, runtime: Runtime) -> DataLoader:
-    indexed = _Indexed(train_set)
-    if len(indexed) < cfg.batch_size:
-        raise EdgekdError(f"{cfg.data} has {len(indexed)} training images, fewer than --batch-size {cfg.batch_size}")
-    sampler = DistributedSampler(indexed, seed=cfg.seed) if runtime.world_size > 1 else None
-    return DataLoader(indexed, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                      num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
-                      multiprocessing_context=worker_context(cfg.workers), persistent_workers=cfg.workers > 0)
+    return train_loader(_Indexed(train_set), cfg, runtime)
 
 
 def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ignore_index):

@@ -57,16 +57,20 @@ def build_loaders(cfg: TrainConfig, runtime: Runtime):
     )
     train_set = open_dataset(cfg.data, cfg.train_split, transform=train_tf)
     val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
-    if len(train_set) < cfg.batch_size:
-        raise EdgekdError(f"{cfg.data} split {cfg.train_split!r} has {len(train_set)} images, fewer than --batch-size {cfg.batch_size}")
-    sampler = DistributedSampler(train_set, seed=cfg.seed) if runtime.world_size > 1 else None
-    generator = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-        num_workers=cfg.workers, generator=generator, persistent_workers=cfg.workers > 0,
+    loader = train_loader(train_set, cfg, runtime)
+    return loader, train_set, val_set
+
+
+def train_loader(dataset, cfg, runtime: Runtime) -> DataLoader:
+    """Shuffled (or DDP-sharded), seeded, full batches only; shared by training and distillation."""
+    if len(dataset) < cfg.batch_size:
+        raise EdgekdError(f"{cfg.data} split {cfg.train_split!r} has {len(dataset)} images, fewer than --batch-size {cfg.batch_size}")
+    sampler = DistributedSampler(dataset, seed=cfg.seed) if runtime.world_size > 1 else None
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0,
         multiprocessing_context=worker_context(cfg.workers),
     )
-    return loader, train_set, val_set
 
 
 def worker_context(workers: int) -> str | None:
