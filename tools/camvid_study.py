@@ -206,6 +206,9 @@ def export_all(args) -> None:
         if all((root / f / "manifest.json").is_file() for f in folders):
             log(args.out, f"skip export of {ckpt.stem}: its artifacts exist")
             continue
+        if not ckpt.is_file() or read_meta(ckpt).trained_with.get("epochs_completed") != args.epochs:
+            log(args.out, f"skip export of {ckpt.stem}: not trained for {args.epochs} epochs yet (run the train stage)")
+            continue
         t0 = time.perf_counter()
         edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-size", "100",
                    "--data", str(args.camvid), "--parity-images", "8", "--out", str(args.out / "artifacts"), "--force")
