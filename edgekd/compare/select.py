@@ -126,11 +126,21 @@ def pick_best(df: pd.DataFrame, profile: Any = None) -> Pick:
     return _closest(device, budget, rows, failures)
 
 
+# Candidates this close in mIoU (a fraction) count as equally accurate: the same network through two
+# runtimes differs by a few hundredths of a point, and then the faster one is the better pick.
+MIOU_TIE = 0.001
+
+
 def _choose(device: str, budget: Budget, meeting: list[pd.Series], failures: list) -> Pick:
     scored = [r for r in meeting if not pd.isna(r["miou"])]
     if scored:
-        best = max(scored, key=lambda r: (r["miou"], r["fps"]))
+        top = max(r["miou"] for r in scored)
+        tied = [r for r in scored if r["miou"] >= top - MIOU_TIE]
+        best = max(tied, key=lambda r: (r["fps"], r["miou"]))
         why = f"the most accurate of {len(meeting)} candidate(s) meeting the budget"
+        if len(tied) > 1:
+            why = (f"the fastest of the {len(tied)} within {100 * MIOU_TIE:.1f} mIoU points of the most accurate, "
+                   f"among {len(meeting)} candidate(s) meeting the budget")
     else:
         best = max(meeting, key=lambda r: r["fps"])
         why = f"no accuracy was measured for the {len(meeting)} candidate(s) meeting the budget; the fastest"
