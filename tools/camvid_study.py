@@ -278,6 +278,18 @@ def pivot_table(args) -> list[str]:
     return lines
 
 
+def per_class_table(args) -> list[str]:
+    """Val IoU per class (PyTorch FP32, from each checkpoint): where KD helps, and what no run learns."""
+    metrics = {run: read_meta(args.out / "checkpoints" / f"{run[0]}-{run[1]}.safetensors").metrics
+               for run in study_runs(args) if (args.out / "checkpoints" / f"{run[0]}-{run[1]}.safetensors").is_file()}
+    classes = next((list(m["per_class_iou"]) for m in metrics.values() if m.get("per_class_iou")), [])
+    lines = ["| candidate | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    for (student, method), m in metrics.items():
+        ious = m.get("per_class_iou") or {}
+        lines.append(f"| {student}-{method} | " + " | ".join(_fmt(100 * ious[c], 0) if c in ious else "—" for c in classes) + " |")
+    return lines
+
+
 def parity_table(args) -> list[str]:
     """Export parity per artifact (8 val images vs PyTorch FP32): argmax agreement and max |Δlogit|."""
     targets = [t.replace(":", "-") for t in args.export.split(",")]
@@ -331,6 +343,7 @@ def write_table(args) -> None:
     text = "\n".join([
         "### Val mIoU % per student and method (Δ vs no KD, points)", "", *pivot_table(args), "",
         "### Accuracy (CamVid val, 101 images at 180×240, labels native)", "", *accuracy_table(args, df), "",
+        "### Val IoU % per class (PyTorch FP32)", "", *per_class_table(args), "",
         "### Export parity (argmax agreement / max |Δlogit| vs PyTorch FP32 on 8 val images; ⚠ below 98%)", "",
         *parity_table(args), "",
         "### Speed and memory on host (edgekd bench --device host)", "", *speed_table(args, df), "",
