@@ -219,6 +219,7 @@ class TensorRTBackend(Backend):
 
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
         self.check_runtime_options(runtime_options)
+        _trt(), _cuda_torch()  # a missing runtime or GPU is the first thing to report
         cache_dir = Path(runtime_options.get("cache_dir", DEFAULT_CACHE))
         recipe = for_target(read_recipe(Path(artifact_dir)), workspace_mb=runtime_options.get("workspace_mb"),
                             dla_core=runtime_options.get("dla_core"))
