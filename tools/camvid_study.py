@@ -67,10 +67,18 @@ def common_kwargs(args) -> dict:
     )
 
 
+def is_trained(args, ckpt: Path, method: str) -> bool:
+    """All epochs done and, for KD runs, the KD metrics written: distill adds those in a second
+    save after the last epoch, so a checkpoint with every epoch but no metrics is still in progress."""
+    if not ckpt.is_file():
+        return False
+    meta = read_meta(ckpt)
+    return meta.trained_with.get("epochs_completed") == args.epochs and (method == "baseline" or "kd" in meta.metrics)
+
+
 def run_one(args, student: str, method: str) -> dict:
     ckpt = args.out / "checkpoints" / f"{student}-{method}.safetensors"
-    done = ckpt.is_file() and read_meta(ckpt).trained_with.get("epochs_completed") == args.epochs
-    if done and (method == "baseline" or "kd" in read_meta(ckpt).metrics):
+    if is_trained(args, ckpt, method):
         log(args.out, f"skip {ckpt.name}: already trained for {args.epochs} epochs")
     else:
         log(args.out, f"start {ckpt.name} ({' + '.join(METHODS[method])})")
@@ -197,17 +205,25 @@ def train_all(args) -> None:
     log(args.out, "trained: " + "; ".join(f"{r['student']}/{r['method']} mIoU {r['val_miou']:.4f}" for r in rows))
 
 
+def _exported_from(folder: Path, ckpt: Path) -> bool:
+    """The artifact exists and was made from this exact checkpoint file (its sha256 is in the manifest)."""
+    from edgekd.checkpoint import sha256_file
+
+    manifest = folder / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text())["source"]["sha256"] == sha256_file(ckpt)
+
+
 def export_all(args) -> None:
     """Export every trained checkpoint; one whose artifact folders all exist is skipped."""
     folders = [t.replace(":", "-") for t in args.export.split(",")]
     for student, method in study_runs(args):
         ckpt = args.out / "checkpoints" / f"{student}-{method}.safetensors"
         root = args.out / "artifacts" / ckpt.stem
-        if all((root / f / "manifest.json").is_file() for f in folders):
+        if all(_exported_from(root / f, ckpt) for f in folders):
             log(args.out, f"skip export of {ckpt.stem}: its artifacts exist")
             continue
-        if not ckpt.is_file() or read_meta(ckpt).trained_with.get("epochs_completed") != args.epochs:
-            log(args.out, f"skip export of {ckpt.stem}: not trained for {args.epochs} epochs yet (run the train stage)")
+        if not is_trained(args, ckpt, method):
+            log(args.out, f"skip export of {ckpt.stem}: not fully trained yet (run the train stage)")
             continue
         t0 = time.perf_counter()
         edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-size", "100",
