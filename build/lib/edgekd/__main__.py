@@ -1,5 +1,0 @@
-import sys
-
-from edgekd.cli import main
-
-sys.exit(main())
