@@ -195,3 +195,24 @@ def test_named_run_id_then_resume_by_that_name(artifacts, tmp_path, capsys) -> N
     before = run_file.read_bytes()
     assert main(["bench", "--device", "host", cell, "--out", str(out), *CLI_FAST, "--resume", "study-1"]) == 0
     assert run_file.read_bytes() == before  # the one cell is already recorded
+
+
+def test_fp32_reference_comes_from_the_checkpoint_when_no_torch_artifact_is_there(artifacts, synthetic_root, tmp_path,
+                                                                                  monkeypatch) -> None:
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
+    lone = tmp_path / "lone" / "onnxruntime-fp32"  # no torch-fp32 sibling; its checkpoint is still on disk
+    shutil.copytree(artifacts["onnxruntime-fp32"], lone)
+    opts = BenchOptions(**FAST, data=synthetic_root, accuracy_images=3)
+    row = read_records(run_bench(host_profile(), [lone], opts, tmp_path / "res").path)[0][0]
+    assert row["accuracy"]["fp32_reference"]["miou"] is not None
+    assert abs(row["accuracy"]["delta_miou_vs_fp32"]) < 0.02
+    assert list((tmp_path / "cache" / "references").glob("*-32x32/tiny_student/torch-fp32/manifest.json"))
+    source = Path(json.loads((lone / "manifest.json").read_text())["source"]["checkpoint"])
+    moved = source.rename(source.with_suffix(".moved"))  # the checkpoint is gone: no reference, and the row says why
+    try:
+        monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache2"))
+        row = read_records(run_bench(host_profile(), [lone], opts, tmp_path / "res2").path)[0][0]
+        assert row["accuracy"]["delta_miou_vs_fp32"] is None
+        assert "export one with --backend torch" in row["accuracy"]["delta_reason"]
+    finally:
+        moved.rename(source)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from edgekd import __version__
 from edgekd.bench.accuracy import add_reference_delta
-from edgekd.bench.plan import Cell, candidate_block, discover_artifacts, find_reference, plan_cells
+from edgekd.bench.plan import MANIFEST, Cell, candidate_block, discover_artifacts, find_reference, plan_cells
 from edgekd.bench.process import REPO_ROOT, LocalTarget, WorkerOutcome
 from edgekd.errors import EdgekdError
 from edgekd.profiles import DeviceProfile, runtime_options_for
@@ -167,6 +167,29 @@ def assemble(run_id: str, cell: Cell, profile: DeviceProfile, target: Any, outco
     return record
 
 
+def _reference_from_checkpoint(cell: Cell, reporter: Reporter) -> Path | None:
+    """A PyTorch FP32 artifact exported now from the cell's source checkpoint, when that file is
+    on this machine and still has the recorded sha256; cached (``$EDGEKD_CACHE/references``)."""
+    from edgekd.checkpoint import sha256_file
+    from edgekd.data.synthetic import cache_dir
+    from edgekd.export import export_checkpoint
+
+    source = Path(str((cell.manifest.get("source") or {}).get("checkpoint") or ""))
+    if not source.is_file() or sha256_file(source) != cell.checkpoint_sha256:
+        return None
+    size = f"{cell.input_size[0]}x{cell.input_size[1]}"
+    target = cache_dir() / "references" / f"{cell.checkpoint_sha256[:16]}-{size}" / source.stem / "torch-fp32"
+    if not (target / MANIFEST).is_file():
+        reporter.stage(f"exporting a PyTorch FP32 reference from {source.name}")
+        try:
+            export_checkpoint(source, backends="torch", precisions="fp32", out_dir=target.parent.parent,
+                              input_size=tuple(cell.input_size), parity_images=0, force=True)
+        except Exception as err:  # a reference is a bonus: the rows go on without Δ FP32
+            reporter.stage(f"no PyTorch FP32 reference from {source.name}: {err}")
+            return None
+    return target
+
+
 def _references(cells: list[Cell], opts: BenchOptions, cache_path: Path, reporter: Reporter) -> dict[str, dict[str, Any]]:
     """PyTorch FP32 accuracy per checkpoint sha, computed once on this machine and cached beside the run."""
     cache: dict[str, dict[str, Any]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -177,9 +200,10 @@ def _references(cells: list[Cell], opts: BenchOptions, cache_path: Path, reporte
         sha = cell.checkpoint_sha256
         if not sha or sha in cache:
             continue
-        ref_dir = find_reference(cell, cells)
+        ref_dir = find_reference(cell, cells) or _reference_from_checkpoint(cell, reporter)
         if ref_dir is None:
-            cache[sha] = {"miou": None, "reason": f"no torch-fp32 artifact of checkpoint {sha[:12]} (export one with --backend torch)"}
+            cache[sha] = {"miou": None, "reason": f"no torch-fp32 artifact of checkpoint {sha[:12]}, and none could be "
+                          "made from its checkpoint file (missing, changed or not exportable here); export one with --backend torch"}
         else:
             reporter.stage(f"FP32 reference accuracy ({ref_dir.parent.name})")
             spec = {"mode": "accuracy", "artifact_dir": str(ref_dir), "runtime_options": {},
