@@ -5,8 +5,10 @@ Every run shares one schedule, seed and resolution; only the loss differs. Runs 
 resumable (a checkpoint and train state per epoch); finished runs are skipped, so the command
 can be repeated after an interruption. Results go to OUT/summary.json and OUT/study.log.
 
-    .venv/bin/python tools/camvid_study.py --out ~/edgekd-camvid \
-        --students lraspp_mobilenetv3_small --methods baseline,kd,cwd,dist --epochs 12
+    .venv/bin/python tools/camvid_study.py --out ~/edgekd-camvid --jobs 2
+
+runs the whole study (3 students × 4 methods, 10 epochs; about 2 h on a 2-core CPU, see
+docs/camvid_study.md); ``--students``, ``--methods``, ``--epochs`` change it.
 
 Stages (``--stages``, all by default, each skips what is already done):
 
@@ -18,8 +20,8 @@ Stages (``--stages``, all by default, each skips what is already done):
 ``table``   OUT/study.md: mIoU per student × method, Δ from KD, INT8 drop, latency, FPS,
             end-to-end ms, peak memory per student × backend, and the pick for ``host``.
 
-Two processes may split the training (e.g. ``--methods baseline,kd-t1`` and ``--methods
-cwd,dist``): each merges its runs into summary.json by (student, method).
+``--jobs N`` splits the training over N one-thread processes (``--only STUDENT:METHOD,...``
+each); every process merges its runs into summary.json by (student, method).
 """
 from __future__ import annotations
 
