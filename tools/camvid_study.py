@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
-from edgekd.checkpoint import read_meta  # noqa: E402
+from edgekd.checkpoint import read_meta, sha256_file  # noqa: E402
 from edgekd.cli._common import parse_size  # noqa: E402
 from edgekd.training.distill import DistillConfig, distill  # noqa: E402
 
@@ -207,12 +207,10 @@ def train_all(args) -> None:
     log(args.out, "trained: " + "; ".join(f"{r['student']}/{r['method']} mIoU {r['val_miou']:.4f}" for r in rows))
 
 
-def _exported_from(folder: Path, ckpt: Path) -> bool:
+def _exported_from(folder: Path, ckpt_sha256: str | None) -> bool:
     """The artifact exists and was made from this exact checkpoint file (its sha256 is in the manifest)."""
-    from edgekd.checkpoint import sha256_file
-
     manifest = folder / "manifest.json"
-    return manifest.is_file() and json.loads(manifest.read_text())["source"]["sha256"] == sha256_file(ckpt)
+    return manifest.is_file() and json.loads(manifest.read_text())["source"]["sha256"] == ckpt_sha256
 
 
 def export_all(args) -> None:
@@ -221,7 +219,8 @@ def export_all(args) -> None:
     for student, method in study_runs(args):
         ckpt = args.out / "checkpoints" / f"{student}-{method}.safetensors"
         root = args.out / "artifacts" / ckpt.stem
-        if all(_exported_from(root / f, ckpt) for f in folders):
+        ckpt_sha256 = sha256_file(ckpt) if ckpt.is_file() else None
+        if all(_exported_from(root / f, ckpt_sha256) for f in folders):
             log(args.out, f"skip export of {ckpt.stem}: its artifacts exist")
             continue
         if not is_trained(args, ckpt, method):
