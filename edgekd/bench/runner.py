@@ -20,6 +20,7 @@ from edgekd.bench.accuracy import add_reference_delta
 from edgekd.bench.plan import MANIFEST, Cell, candidate_block, discover_artifacts, find_reference, plan_cells
 from edgekd.bench.process import REPO_ROOT, LocalTarget, WorkerOutcome
 from edgekd.errors import EdgekdError
+from edgekd.paths import cache_dir
 from edgekd.profiles import DeviceProfile, runtime_options_for
 from edgekd.results.schema import make_record
 from edgekd.results.store import ResultStore, completed_keys, new_run_id, resolve_resume, run_path
@@ -171,7 +172,6 @@ def _reference_from_checkpoint(cell: Cell, reporter: Reporter) -> Path | None:
     """A PyTorch FP32 artifact exported now from the cell's source checkpoint, when that file is
     on this machine and still has the recorded sha256; cached (``$EDGEKD_CACHE/references``)."""
     from edgekd.checkpoint import sha256_file
-    from edgekd.data.synthetic import cache_dir
     from edgekd.export import export_checkpoint
 
     source = Path(str((cell.manifest.get("source") or {}).get("checkpoint") or ""))

@@ -34,6 +34,7 @@ from edgekd.data.scene import (HAND, SYNTHETIC_CLASSES, SYNTHETIC_IGNORE_INDEX, 
                                render_scene, sample_look)
 from edgekd.data.shapes import EMPTY
 from edgekd.data.transforms import as_hw
+from edgekd.paths import cache_dir
 
 GENERATOR_VERSION = 1  # bump whenever the pixels a seed produces change (invalidates caches)
 CAMERA_MOTIONS = ("static", "pan", "zoom", "shake", "handheld")
@@ -118,14 +119,6 @@ def _write_meta(root: Path, params: dict) -> None:
     meta = {"generator": "edgekd.data.synthetic", "generator_version": GENERATOR_VERSION,
             "classes": list(SYNTHETIC_CLASSES), "ignore_index": SYNTHETIC_IGNORE_INDEX, **params}
     (root / "synthetic.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-
-def cache_dir() -> Path:
-    """``$EDGEKD_CACHE``, else ``$XDG_CACHE_HOME/edgekd``, else ``~/.cache/edgekd``."""
-    if os.environ.get("EDGEKD_CACHE"):
-        return Path(os.environ["EDGEKD_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "edgekd"
 
 
 def default_synthetic_root(
