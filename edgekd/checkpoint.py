@@ -45,6 +45,10 @@ class CheckpointMeta:
     params: int = 0
     trained_with: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # A compressed model: how to rebuild its shape from the base architecture (edgekd.prune.structure).
+    structure: dict[str, Any] | None = None
+    # Where the weights started: {"path", "sha256", "arch"} of the checkpoint a fine-tune began from.
+    init: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -171,8 +175,9 @@ def load_checkpoint(
         from safetensors.torch import load_file
 
         meta = read_meta(path)
-        model = create_model(meta.arch, num_classes=meta.num_classes, **meta.arch_kwargs)
-        load_state_strict(model, load_file(str(path)), str(path))
+        model = build_model(meta)
+        source = str(path) if meta.structure is None else f"{path} (pruned: its structure plan replayed on {meta.arch})"
+        load_state_strict(model, load_file(str(path)), source)
         return model.eval(), meta
     if arch is None:
         raise CheckpointError(f"{path} is not an edgekd checkpoint (.safetensors); name its architecture with --arch")
@@ -192,6 +197,16 @@ def load_checkpoint(
         trained_with={"method": "imported", "source": path.name, "source_sha256": sha256_file(path)},
     )
     return model.eval(), meta
+
+
+def build_model(meta: CheckpointMeta) -> nn.Module:
+    """The untrained network a checkpoint's weights fit: the base architecture, then its pruning plan."""
+    model = create_model(meta.arch, num_classes=meta.num_classes, **meta.arch_kwargs)
+    if meta.structure is not None:
+        from edgekd.prune.structure import apply_structure
+
+        apply_structure(model, meta.structure)
+    return model
 
 
 def _guess_num_classes(arch: str, state: dict[str, torch.Tensor]) -> int:

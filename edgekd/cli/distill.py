@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from edgekd.cli._common import print_json, progress_bar, size_arg
-from edgekd.cli.train import add_arguments as add_train_arguments
+from edgekd.cli.train import add_arguments as add_train_arguments, common_config
 
 NAME = "distill"
 HELP = "Distil a student from one or more frozen teachers (losses NAME[:WEIGHT]); or run a YAML recipe (teacher-assistant chains)."
@@ -22,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", choices=["auto", "on", "off"], default="auto", help="teacher-logit cache (auto: when all losses use logits only)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--image-size", type=size_arg, default=None, help="resize dataset images to HxW before augmenting")
+    p.add_argument("--init", default=None, help="start the student from these weights (edgekd checkpoint, pruned or not, or a third-party .pth with --init-arch)")
+    p.add_argument("--init-arch", default=None, help="architecture of a third-party --init file")
+    p.add_argument("--student-size", type=size_arg, default=None,
+                   help="resolution distillation: the student runs at HxW, teacher and labels at the crop size (val at HxW too)")
+    p.add_argument("--color-jitter", type=float, default=0.0, help="function matching: brightness/contrast/saturation jitter (live teacher)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="function matching: CutMix probability per batch (live teacher)")
     add_train_arguments(p)
     for action in p._actions:  # --arch is --student here; --data/--out may come from a recipe
         if action.dest in ("arch", "data", "out"):
@@ -32,19 +38,17 @@ def _config_from_args(args):
     from edgekd.training.distill import DistillConfig
 
     arch = args.student or args.arch
-    missing = [f for f, v in (("--student", arch), ("--data", args.data), ("--out", args.out)) if not v]
+    missing = [f for f, v in (("--student", arch or args.init), ("--data", args.data), ("--out", args.out)) if not v]
     if missing:
         from edgekd.errors import EdgekdError
 
         raise EdgekdError(f"missing {', '.join(missing)} (or pass --recipe FILE)")
     return DistillConfig(
-        arch=arch, data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
-        eval_size=args.eval_size, val_images=args.val_images, seed=args.seed, workers=args.workers, device=args.device,
-        resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch, arch_kwargs=args.arch_kwargs,
+        arch=arch, **common_config(args),
         teachers=args.teacher, teacher_archs=args.teacher_arch, teacher_weights=args.teacher_weight,
         teacher_mixing=args.teacher_mixing, losses=args.loss or ["ce", "kd"], temperature=args.temperature,
-        cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size,
+        cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size, init=args.init, init_arch=args.init_arch,
+        student_size=args.student_size, color_jitter=args.color_jitter, cutmix=args.cutmix,
     )
 
 

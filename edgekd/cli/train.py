@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-size", type=size_arg, default=(360, 480), help="training crop HxW (default 360x480)")
     p.add_argument("--eval-size", type=size_arg, default=None, help="resize val images to HxW (default: native size)")
     p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N val images only")
+    p.add_argument("--train-split", default="train", help="split to train on; SPLIT:-PREFIX leaves out frames whose name starts with PREFIX (e.g. train:-0006R0)")
+    p.add_argument("--heldout-split", default=None, help="a second validation set reported every epoch, e.g. train:0006R0 (a drive left out of --train-split)")
+    p.add_argument("--scale-range", type=_scale_range, default=(0.5, 2.0), help="random rescale range before cropping, LO,HI (default 0.5,2.0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
@@ -33,15 +36,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _scale_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale range {text!r} is not LO,HI, e.g. 0.75,1.5") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"scale range {text!r} needs 0 < LO <= HI, e.g. 0.75,1.5")
+    return lo, hi
+
+
+def common_config(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields both `train` and `distill` take from their shared flags."""
+    return dict(
+        data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
+        scale_range=args.scale_range, eval_size=args.eval_size, val_images=args.val_images, seed=args.seed,
+        workers=args.workers, device=args.device, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch,
+        arch_kwargs=args.arch_kwargs, train_split=args.train_split, heldout_split=args.heldout_split,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from edgekd.training import TrainConfig, train_supervised
 
-    cfg = TrainConfig(
-        arch=args.arch, data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
-        eval_size=args.eval_size, val_images=args.val_images, seed=args.seed, workers=args.workers, device=args.device,
-        resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch, arch_kwargs=args.arch_kwargs,
-    )
+    cfg = TrainConfig(arch=args.arch, **common_config(args))
     with progress_bar(not args.no_progress and not args.json) as progress:
         outcome = train_supervised(cfg, progress=progress)
     last = outcome.history[-1] if outcome.history else {}

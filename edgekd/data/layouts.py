@@ -51,6 +51,36 @@ def available_splits(root: Path, layout: str) -> list[str]:
 
 
 def list_pairs(root: Path, layout: str, split: str) -> list[Pair]:
+    """The (image, mask) pairs of ``split``, which may carry a name-prefix filter (``split_filter``)."""
+    base, prefixes, keep = split_filter(split)
+    pairs = _list_split(root, layout, base)
+    if prefixes:
+        pairs = [p for p in pairs if p[0].name.startswith(prefixes) == keep]
+        if not pairs:
+            raise DataError(f"split {split!r} of {root} has no images: no file name of {base!r} "
+                            f"{'starts' if keep else 'is left when removing those starting'} with {', '.join(prefixes)}")
+    return pairs
+
+
+def split_filter(split: str) -> tuple[str, tuple[str, ...], bool]:
+    """``train:0006R0`` = the train frames whose file name starts with 0006R0 (CamVid: one drive);
+    ``train:-0006R0`` = all other train frames. Several prefixes: ``train:-0006R0,0001TP``.
+
+    Returns (base split, prefixes, keep) where keep=False removes the prefixed frames. This is how a
+    leave-one-drive-out validation set is built from a training split (the prefix is the drive).
+    """
+    base, sep, rest = split.partition(":")
+    if not sep:
+        return split, (), True
+    keep = not rest.startswith("-")
+    prefixes = tuple(p.strip() for p in rest.lstrip("-").split(",") if p.strip())
+    if not base or not prefixes:
+        raise DataError(f"split {split!r} is malformed; write SPLIT:PREFIX (only those frames) or SPLIT:-PREFIX (all but those), "
+                        "e.g. train:0006R0 or train:-0006R0")
+    return base, prefixes, keep
+
+
+def _list_split(root: Path, layout: str, split: str) -> list[Pair]:
     splits = available_splits(root, layout)
     if split not in splits:
         hint = (" (write train.txt / val.txt beside images/ naming one image stem per line)"

@@ -62,3 +62,54 @@ class JointAugment:
         top = int(torch.randint(0, h - ch + 1, (), generator=generator))
         left = int(torch.randint(0, w - cw + 1, (), generator=generator))
         return top, left
+
+
+@dataclass(frozen=True)
+class PhotometricAugment:
+    """Per-image brightness, contrast and saturation jitter on an N×3×H×W float batch (0..255).
+
+    Only valid when the teacher runs live on the jittered image ("function matching", Beyer et
+    al., CVPR 2022): teacher and student then see the same pixels, so the target stays consistent.
+    Factors are drawn uniformly from [1 − strength, 1 + strength].
+    """
+
+    strength: float = 0.3
+
+    def __call__(self, generator: torch.Generator, image: torch.Tensor) -> torch.Tensor:
+        if self.strength <= 0:
+            return image
+        n = image.shape[0]
+
+        def factors() -> torch.Tensor:
+            u = torch.rand(n, generator=generator)
+            return (1 - self.strength + 2 * self.strength * u).to(image.device).view(n, 1, 1, 1)
+
+        image = image * factors()  # brightness
+        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        image = (image - mean) * factors() + mean  # contrast
+        grey = (0.299 * image[:, 0:1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3])
+        image = (image - grey) * factors() + grey  # saturation
+        return image.clamp(0, 255)
+
+
+def cutmix(generator: torch.Generator, image: torch.Tensor, mask: torch.Tensor, probability: float):
+    """CutMix between the frames of a batch (Yun et al., ICCV 2019), labels pasted with their pixels.
+
+    With ``probability`` a rectangle covering 10–50% of the area is copied from the batch rolled by
+    one frame; for segmentation the pasted labels stay exact per pixel, and a live teacher sees the
+    mixed frame as the student does.
+    """
+    if probability <= 0 or image.shape[0] < 2 or torch.rand((), generator=generator).item() >= probability:
+        return image, mask
+    h, w = image.shape[-2:]
+    area = 0.1 + 0.4 * torch.rand((), generator=generator).item()
+    aspect = 0.5 + torch.rand((), generator=generator).item()
+    ch = min(h, max(1, round((area * h * w * aspect) ** 0.5)))
+    cw = min(w, max(1, round((area * h * w / aspect) ** 0.5)))
+    top = int(torch.randint(0, h - ch + 1, (), generator=generator))
+    left = int(torch.randint(0, w - cw + 1, (), generator=generator))
+    image, mask = image.clone(), mask.clone()
+    donor_image, donor_mask = image.roll(1, 0), mask.roll(1, 0)
+    image[..., top : top + ch, left : left + cw] = donor_image[..., top : top + ch, left : left + cw]
+    mask[..., top : top + ch, left : left + cw] = donor_mask[..., top : top + ch, left : left + cw]
+    return image, mask

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from edgekd.checkpoint import load_checkpoint, sha256_file
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
-from edgekd.training.augment import JointAugment
+from edgekd.training.augment import JointAugment, PhotometricAugment, cutmix
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
 from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
@@ -37,6 +38,14 @@ class DistillConfig(TrainConfig):
     cache_dir: str | None = None
     image_size: tuple[int, int] | None = None
     kd_metric_images: int | None = 20
+    # Start from weights (a pretrained student, or a pruned model to recover); its arch is the student's.
+    init: str | None = None
+    init_arch: str | None = None
+    # Resolution distillation: the student runs at this input size; teacher and labels stay at the crop size.
+    student_size: tuple[int, int] | None = None
+    # Function matching (live teacher only): colour jitter strength and CutMix probability per batch.
+    color_jitter: float = 0.0
+    cutmix: float = 0.0
 
 
 class _FeatureForward(torch.nn.Module):
@@ -102,10 +111,13 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
         raise EdgekdError(f"--out {cfg.out!r} must end in .safetensors")
     seed_everything(cfg.seed)
     runtime = setup_runtime(cfg.device)
+    if cfg.student_size is not None and cfg.eval_size is None:
+        cfg.eval_size = tuple(cfg.student_size)  # judge the student at the input size it is made for
     train_set = open_dataset(cfg.data, cfg.train_split, transform=build_eval_transform(cfg.image_size))
     val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
     info = train_set.info
-    student = create_model(cfg.arch, num_classes=info.num_classes, **cfg.arch_kwargs).to(runtime.device)
+    student, init = build_student(cfg, info)
+    student = student.to(runtime.device)
     teachers = load_teachers(cfg, runtime.device) if cfg.teachers else []
     objective = build_objective(
         cfg.losses, student=student, teacher=teachers[0].model if teachers else None, temperature=cfg.temperature,
@@ -117,12 +129,20 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
         teachers = []  # a CE-only run: the no-KD baseline with exactly the distillation data pipeline
     _check_classes(teachers, info.num_classes)
     use_cache = bool(teachers) and _decide_cache(cfg, objective, teachers)
+    if use_cache and (cfg.color_jitter > 0 or cfg.cutmix > 0):
+        raise EdgekdError("--color-jitter / --cutmix change the pixels the teacher must see: run it live with --cache off")
     cache = None
     if use_cache:
         cache = [build_or_open_cache(t.model, t.model.normalization, train_set, teacher_sha=t.sha256,
                                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None, progress=progress) for t in teachers]
     meta = base_meta(cfg, student, train_set, method="distill" if teachers else "supervised")
     meta.trained_with.update(_provenance(cfg, teachers, objective, use_cache, cache))
+    if init is not None:
+        meta.arch, meta.arch_kwargs, meta.structure = init.arch, dict(init.arch_kwargs), init.structure
+        meta.init = {"path": Path(cfg.init).name, "sha256": sha256_file(cfg.init), "arch": init.arch,
+                     "val_miou": init.metrics.get("miou")}
+    if cfg.student_size is not None:
+        meta.input_size = list(cfg.student_size)
     trainable, unwrap_ddp = wrap_ddp(_FeatureForward(student), runtime)
 
     def unwrap(m):
@@ -143,6 +163,36 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     return outcome
 
 
+def build_student(cfg: DistillConfig, info):
+    """The student network: fresh from ``cfg.arch``, or the ``cfg.init`` checkpoint's (pruned) network.
+
+    Returns (model, init checkpoint metadata or None). With ``--init``, ``--student`` may be left
+    out (the init's architecture is used); naming another architecture is an error that lists the
+    keys that do not fit. The class count must be the dataset's, or one more when the extra
+    channel is the dataset's void label (ESPNet's CamVid head).
+    """
+    from edgekd.checkpoint import build_model, load_state_strict
+
+    if cfg.init is None:
+        if not cfg.arch:
+            raise EdgekdError("name the student with --student ARCH (or start it from weights with --init CKPT)")
+        return create_model(cfg.arch, num_classes=info.num_classes, **cfg.arch_kwargs), None
+    model, init_meta = load_checkpoint(cfg.init, arch=cfg.init_arch)
+    if cfg.arch and cfg.arch != init_meta.arch:
+        other = create_model(cfg.arch, num_classes=model.num_classes, **cfg.arch_kwargs)
+        load_state_strict(other, model.state_dict(), f"--init {cfg.init} ({init_meta.arch})")  # raises, naming the keys
+        init_meta.arch = cfg.arch
+        model = other
+    void_head = model.num_classes == info.num_classes + 1 and info.ignore_index == info.num_classes
+    if model.num_classes != info.num_classes and not void_head:
+        raise EdgekdError(
+            f"--init {cfg.init} predicts {model.num_classes} classes, the dataset has {info.num_classes}; "
+            "start from a model trained on the same label set"
+        )
+    cfg.arch = init_meta.arch
+    return model.train(), init_meta
+
+
 def _decide_cache(cfg: DistillConfig, objective, teachers) -> bool:
     if cfg.cache not in ("auto", "on", "off"):
         raise EdgekdError(f"--cache {cfg.cache!r} is not one of auto, on, off")
@@ -159,6 +209,9 @@ def _provenance(cfg, teachers, objective, use_cache, cache) -> dict:
         "teacher_weights": cfg.teacher_weights, "teacher_mixing": cfg.teacher_mixing,
         "losses": objective.weights_dict(), "loss_terms": objective.describe(), "temperature": cfg.temperature,
         "teacher_cache": {"used": use_cache, "build_seconds": sum(c.build_seconds for c in cache) if cache else None},
+        "student_size": list(cfg.student_size) if cfg.student_size else None,
+        "augment": {"crop_size": list(cfg.crop_size), "scale_range": list(cfg.scale_range), "flip": True,
+                    "color_jitter": cfg.color_jitter, "cutmix": cfg.cutmix},
     }
 
 
@@ -168,7 +221,14 @@ def _loader(cfg: DistillConfig, train_set, runtime: Runtime) -> DataLoader:
 
 def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ignore_index):
     augment = JointAugment(tuple(cfg.crop_size), tuple(cfg.scale_range), ignore_index=ignore_index)
+    photometric = PhotometricAugment(cfg.color_jitter)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def student_view(images):
+        """What the student sees: the crop, resized to its own input size for resolution distillation."""
+        if cfg.student_size is None or tuple(images.shape[-2:]) == tuple(cfg.student_size):
+            return images
+        return F.interpolate(images, size=tuple(cfg.student_size), mode="bilinear", align_corners=False)
 
     def teacher_targets(images):
         outs = [t.model.forward_features(t.model.normalization.apply(images)) for t in teachers]
@@ -181,10 +241,15 @@ def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ign
             cached = [c.batch(index.cpu()).to(images.device) for c in cache]
             cached = mix_teacher_logits(cached, cfg.teacher_weights, cfg.teacher_mixing)
         images, masks, cached = augment(generator, images.float(), masks, cached)
-        x = student_norm.apply(images)
+        if cached is None:
+            images = photometric(generator, images)
+            images, masks = cutmix(generator, images, masks, cfg.cutmix)
+        x = student_norm.apply(student_view(images))
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         s_logits, s_feats = model(x)
+        if s_logits.shape[-2:] != masks.shape[-2:]:  # resolution distillation: judged at the label size
+            s_logits = F.interpolate(s_logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
         if cached is not None:
             t_logits, t_feats = cached, None
         elif teachers:

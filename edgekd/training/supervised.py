@@ -39,6 +39,9 @@ class TrainConfig:
     arch_kwargs: dict = field(default_factory=dict)
     train_split: str = "train"
     val_split: str = "val"
+    # A second validation set the model never trains on (e.g. a held-out drive: ``train:0006R0``),
+    # reported beside val every epoch as ``heldout_miou``.
+    heldout_split: str | None = None
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(
@@ -97,9 +100,25 @@ def _jsonable(d: dict) -> dict:
 
 
 def make_evaluator(cfg: TrainConfig, val_set, runtime: Runtime):
-    def evaluate(model) -> dict:
-        result = evaluate_model(model, model.normalization, val_set, input_size=cfg.eval_size, max_images=cfg.val_images, device=runtime.device)
+    """Per-epoch evaluation on val, plus ``heldout_*`` on ``cfg.heldout_split`` when one is named."""
+    heldout = None
+    if cfg.heldout_split:
+        from edgekd.data import build_eval_transform, open_dataset
+
+        heldout = open_dataset(cfg.data, cfg.heldout_split, transform=build_eval_transform(None))
+
+    def scores(model, dataset) -> dict:
+        result = evaluate_model(model, model.normalization, dataset, input_size=cfg.eval_size,
+                                max_images=cfg.val_images, device=runtime.device)
         return {k: result[k] for k in ("miou", "pixel_accuracy", "boundary_f", "per_class_iou", "images")}
+
+    def evaluate(model) -> dict:
+        metrics = scores(model, val_set)
+        if heldout is not None:
+            held = scores(model, heldout)
+            metrics.update({"heldout_split": cfg.heldout_split, "heldout_miou": held["miou"],
+                            "heldout_per_class_iou": held["per_class_iou"], "heldout_images": held["images"]})
+        return metrics
 
     return evaluate
 

@@ -300,12 +300,15 @@ class DistillationObjective(nn.Module):
         if self.needs_teacher and teacher_out is None:
             names = ", ".join(s.key for s, e in zip(self.specs, self.entries) if e.needs_teacher)
             raise EdgekdError(f"loss term(s) {names} need the teacher's output; pass teacher_out or drop them")
+        s_logits_kd = s_logits
         if t_logits is not None and any(e.needs_teacher and not s.uses_features for s, e in zip(self.specs, self.entries)):
-            t_logits = self.align_teacher_logits(s_logits, t_logits)
+            s_logits_kd = _drop_void_channel(s_logits, t_logits)
+            t_logits = self.align_teacher_logits(s_logits_kd, t_logits)
         total = torch.zeros((), dtype=torch.promote_types(s_logits.dtype, torch.float32), device=s_logits.device)
         terms: dict[str, float] = {}
         for spec, entry, loss in zip(self.specs, self.entries, self.losses):
-            value = self._term(spec, entry, loss, s_logits, s_feats, t_logits, t_feats, labels)
+            logits = s_logits_kd if entry.needs_teacher else s_logits
+            value = self._term(spec, entry, loss, logits, s_feats, t_logits, t_feats, labels)
             weighted = spec.weight * value
             total = total + weighted
             terms[spec.key] = float(weighted.detach())
@@ -335,6 +338,19 @@ class DistillationObjective(nn.Module):
         if getattr(loss, "uses_labels", False):
             return loss(s_logits, t_logits, labels)
         return loss(s_logits, t_logits)
+
+
+def _drop_void_channel(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The student's logits on the teacher's classes.
+
+    A student with exactly one channel more than its teacher (ESPNet's CamVid head predicts the
+    11 classes plus a trailing "void" channel) is compared with the teacher on the shared classes;
+    its void channel is trained by the label terms only (void pixels are ignored there, so they
+    push it down everywhere else).
+    """
+    if student_logits.shape[1] == teacher_logits.shape[1] + 1:
+        return student_logits[:, :-1]
+    return student_logits
 
 
 def build_objective(
