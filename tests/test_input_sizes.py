@@ -85,3 +85,44 @@ def test_cli_export_several_sizes_and_bad_list(tiny_ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "64x96 appears twice" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_eval_prints_one_mIoU_line_per_size(tiny_ckpt, synthetic_root, capsys):
+    from edgekd.cli import main
+
+    assert main(["eval", str(tiny_ckpt), "--data", str(synthetic_root), "--max-images", "2",
+                 "--input-size", "64x96,32x48"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "mIoU" in line]
+    assert [line.split(":")[0] for line in lines] == ["64x96", "32x48"]
+    assert main(["eval", str(tiny_ckpt), "--data", str(synthetic_root), "--max-images", "2", "--json",
+                 "--input-size", "64x96,32x48"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["input_size"] for r in results] == [[64, 96], [32, 48]]
+    assert all(0 <= r["miou"] <= 1 and r["images"] == 2 for r in results)
+
+
+def test_eval_scores_at_label_size_whatever_the_input_size(tiny_ckpt, synthetic_root):
+    """The model runs at the input size; its logits are upsampled to the label size for scoring."""
+    import torch
+
+    from edgekd.checkpoint import load_checkpoint
+    from edgekd.data import build_eval_transform, open_dataset
+    from edgekd.evaluate import predict
+
+    model, meta = load_checkpoint(tiny_ckpt)
+    image, mask = open_dataset(synthetic_root, "val", transform=build_eval_transform(None))[0]
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    pred = predict(model, meta.normalization, image.unsqueeze(0), (32, 48))
+    assert seen == [(32, 48)] and tuple(pred.shape[-2:]) == tuple(mask.shape) and pred.dtype == torch.int64
+
+
+def test_eval_refuses_a_bad_size_list_in_one_line(tmp_path, synthetic_root, capsys):
+    from edgekd.cli import main
+
+    ckpt = _save(tmp_path, "test_export:build_skip_concat", build_skip_concat())
+    assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--input-size", "16x16,18x30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "18x30 is not divisible" in err and "20x32" in err and len(err.splitlines()) == 1
+    assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--input-size", "16x16,16x16"]) == 2
+    assert "appears twice" in capsys.readouterr().err
