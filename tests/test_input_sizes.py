@@ -126,3 +126,48 @@ def test_eval_refuses_a_bad_size_list_in_one_line(tmp_path, synthetic_root, caps
     assert "18x30 is not divisible" in err and "20x32" in err and len(err.splitlines()) == 1
     assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--input-size", "16x16,16x16"]) == 2
     assert "appears twice" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_size_artifacts(tmp_path_factory) -> list[Path]:
+    """A tiny zoo student exported with torch + ONNX Runtime at 32x32 and 48x64 in one call."""
+    from test_bench_run import export_tiny  # noqa: F401  (makes the checkpoint)
+
+    root = tmp_path_factory.mktemp("sizes")
+    export_tiny(root, "torch")  # writes root/tiny_student.safetensors (and a 32x32 torch artifact, replaced below)
+    return export_checkpoint(root / "tiny_student.safetensors", backends="torch,onnxruntime", precisions="fp32",
+                             out_dir=root / "sweep", input_size="32x32,48x64", parity_images=0)
+
+
+def test_bench_cells_of_one_checkpoint_at_two_sizes_are_distinct(two_size_artifacts, synthetic_root, tmp_path):
+    """Each cell runs at its artifact's size (accuracy at label size, e2e resized to it), Δ FP32 against the same size."""
+    from edgekd.bench.runner import BenchOptions, run_bench
+    from edgekd.results.store import read_records
+    from test_bench_run import FAST, host_profile
+
+    ort = [p for p in two_size_artifacts if p.name.startswith("onnxruntime")]
+    opts = BenchOptions(**FAST, data=synthetic_root, accuracy_images=2)
+    summary = run_bench(host_profile(), ort, opts, tmp_path)
+    rows = {tuple(r["input_size"]): r for r in read_records(summary.path)[0]}
+    assert set(rows) == {(32, 32), (48, 64)} and all(r["status"] == "ok" for r in rows.values())
+    assert rows[(32, 32)]["candidate"]["label"] == "tiny_student/onnxruntime-fp32@32x32"
+    assert rows[(48, 64)]["cell_key"] != rows[(32, 32)]["cell_key"]
+    for hw, row in rows.items():
+        assert row["e2e"]["input_hw"] == list(hw)
+        ref = row["accuracy"]["fp32_reference"]
+        assert ref["artifact"].endswith(f"torch-fp32-{hw[0]}x{hw[1]}") and abs(row["accuracy"]["delta_miou_vs_fp32"]) < 0.02
+    cache = json.loads(summary.path.with_suffix(".reference.json").read_text())
+    assert sorted(k.split("@")[1] for k in cache) == ["32x32", "48x64"]
+
+
+def test_bench_input_size_filter(two_size_artifacts, tmp_path, capsys):
+    from edgekd.bench.plan import discover_artifacts, select_sizes
+    from edgekd.cli import main
+
+    root = two_size_artifacts[0].parent
+    kept = select_sizes(discover_artifacts([root]), [(48, 64)])
+    assert sorted(p.name for p in kept) == ["onnxruntime-fp32-48x64", "torch-fp32-48x64"]
+    assert main(["bench", "--device", "host", str(root), "--input-size", "48x64,24x24", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no artifact at input size 24x24" in err and "32x32, 48x64" in err
+    assert not list(tmp_path.iterdir())
