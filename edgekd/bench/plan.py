@@ -37,7 +37,14 @@ class Cell:
     @property
     def label(self) -> str:
         source = (self.manifest.get("source") or {}).get("name") or self.artifact_dir.parent.name
-        return f"{Path(source).stem}/{self.backend}-{self.precision}"
+        return f"{Path(source).stem}/{self.backend}-{self.precision}@{self.input_size[0]}x{self.input_size[1]}"
+
+    @property
+    def reference_key(self) -> str | None:
+        """The PyTorch FP32 reference this cell's Δ accuracy is taken against: same checkpoint, same input size."""
+        if not self.checkpoint_sha256:
+            return None
+        return f"{self.checkpoint_sha256}@{self.input_size[0]}x{self.input_size[1]}"
 
 
 def discover_artifacts(paths: list[str | Path]) -> list[Path]:
@@ -122,18 +129,47 @@ def candidate_block(cell: Cell) -> dict[str, Any]:
     }
 
 
+def select_sizes(artifact_dirs: list[Path], sizes: list[tuple[int, int]]) -> list[Path]:
+    """The artifact folders whose input size is one of ``sizes`` (``bench --input-size``); all when none asked.
+
+    A size no artifact has is an error naming the sizes there are and how to export one.
+    """
+    if not sizes:
+        return artifact_dirs
+    found: dict[Path, Any] = {}
+    for d in artifact_dirs:
+        try:
+            found[d] = _shape_hw(json.loads((d / MANIFEST).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise EdgekdError(f"{d / MANIFEST} cannot be read ({err}); re-export the artifact") from err
+    have = sorted({hw for hw in found.values() if all(isinstance(v, int) for v in hw)})
+    missing = [s for s in sizes if s not in have]
+    if missing:
+        raise EdgekdError(f"no artifact at input size {', '.join(f'{h}x{w}' for h, w in missing)}; the artifacts given are at "
+                          f"{', '.join(f'{h}x{w}' for h, w in have) or 'dynamic sizes only'} (export more with "
+                          "`edgekd export ... --input-size HxW[,HxW...]`)")
+    return [d for d, hw in found.items() if hw in sizes]
+
+
+def _shape_hw(manifest: dict[str, Any]) -> tuple[Any, Any]:
+    shape = manifest.get("input_shape") or [None] * 4
+    return tuple(shape[2:4]) if len(shape) == 4 else (None, None)
+
+
 def find_reference(cell: Cell, cells: list[Cell]) -> Path | None:
-    """A PyTorch FP32 artifact of the same checkpoint: among the cells, else beside the cell's folder."""
+    """A PyTorch FP32 artifact of the same checkpoint at the same input size: among the cells, else beside the cell's folder."""
     if not cell.checkpoint_sha256:
         return None
     for other in cells:
-        if other.backend == "torch" and other.precision == "fp32" and other.checkpoint_sha256 == cell.checkpoint_sha256:
+        if (other.backend == "torch" and other.precision == "fp32" and other.checkpoint_sha256 == cell.checkpoint_sha256
+                and other.input_size == cell.input_size):
             return other.artifact_dir
     for sibling in sorted(cell.artifact_dir.parent.glob(f"*/{MANIFEST}")):
         try:
             m = json.loads(sibling.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if m.get("backend") == "torch" and m.get("precision") == "fp32" and (m.get("source") or {}).get("sha256") == cell.checkpoint_sha256:
+        if (m.get("backend") == "torch" and m.get("precision") == "fp32"
+                and (m.get("source") or {}).get("sha256") == cell.checkpoint_sha256 and _shape_hw(m) == cell.input_size):
             return sibling.parent
     return None

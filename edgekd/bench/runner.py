@@ -191,18 +191,18 @@ def _reference_from_checkpoint(cell: Cell, reporter: Reporter) -> Path | None:
 
 
 def _references(cells: list[Cell], opts: BenchOptions, cache_path: Path, reporter: Reporter) -> dict[str, dict[str, Any]]:
-    """PyTorch FP32 accuracy per checkpoint sha, computed once on this machine and cached beside the run."""
+    """PyTorch FP32 accuracy per checkpoint sha and input size, computed once on this machine and cached beside the run."""
     cache: dict[str, dict[str, Any]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     if not opts.data:
         return cache
     local = LocalTarget()
     for cell in cells:
-        sha = cell.checkpoint_sha256
-        if not sha or sha in cache:
+        sha, key = cell.checkpoint_sha256, cell.reference_key  # one reference per checkpoint and input size
+        if not sha or key in cache:
             continue
         ref_dir = find_reference(cell, cells) or _reference_from_checkpoint(cell, reporter)
         if ref_dir is None:
-            cache[sha] = {"miou": None, "reason": f"no torch-fp32 artifact of checkpoint {sha[:12]}, and none could be "
+            cache[key] = {"miou": None, "reason": f"no torch-fp32 artifact of checkpoint {sha[:12]} at {cell.input_size[0]}x{cell.input_size[1]}, and none could be "
                           "made from its checkpoint file (missing, changed or not exportable here); export one with --backend torch"}
         else:
             reporter.stage(f"FP32 reference accuracy ({ref_dir.parent.name})")
@@ -211,7 +211,7 @@ def _references(cells: list[Cell], opts: BenchOptions, cache_path: Path, reporte
             outcome = local.run_worker(spec, opts.timeout_s(), reporter.stage)
             res = outcome.result or {}
             acc = res.get("accuracy")
-            cache[sha] = acc if acc and res.get("status") == "ok" else {"miou": None, "reason": "reference failed: " + str(
+            cache[key] = acc if acc and res.get("status") == "ok" else {"miou": None, "reason": "reference failed: " + str(
                 outcome.failure(opts.timeout_s()) or res.get("error"))}
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_suffix(".tmp")
@@ -251,7 +251,7 @@ def run_bench(profile: DeviceProfile, artifact_paths: list[str | Path], opts: Be
         reporter.cell_started(cell)
         outcome = target.run_worker(build_spec(cell, profile, opts, target), opts.timeout_s(), reporter.stage)
         record = assemble(run_id, cell, profile, target, outcome, opts.timeout_s(),
-                          references.get(cell.checkpoint_sha256 or ""), opts, edgekd)
+                          references.get(cell.reference_key or ""), opts, edgekd)
         store.append(record)
         summary.written.append(record)
         reporter.cell_done(cell, record)

@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifacts", nargs="*", default=["artifacts"], metavar="ARTIFACT_DIR",
                    help="artifact folders, or folders holding many (default: artifacts/)")
     p.add_argument("--device", required=True, help="device profile name or YAML path (see `edgekd devices`)")
+    p.add_argument("--input-size", default=None, metavar="HxW[,HxW...]",
+                   help="only the artifacts at these input sizes (each artifact runs at its own size; default: all)")
     p.add_argument("--data", type=Path, help="dataset folder: accuracy through each backend on its val split")
     p.add_argument("--split", default="val", help="dataset split for accuracy (default val)")
     p.add_argument("--accuracy-images", type=int, help="evaluate on the first N images only")
@@ -60,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if args.run_id and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.run_id):
         raise EdgekdError(f"--run-id {args.run_id!r}: use letters, digits, '.', '_' and '-' only (it names a file)")
     run_id = args.resume if isinstance(args.resume, str) else args.run_id
-    summary = run_bench(profile, args.artifacts, opts, args.out, resume=bool(args.resume), run_id=run_id,
+    artifacts = args.artifacts
+    if args.input_size is not None:
+        from edgekd.bench.plan import discover_artifacts, select_sizes
+        from edgekd.input_sizes import parse_input_sizes
+
+        artifacts = select_sizes(discover_artifacts(args.artifacts), parse_input_sizes(args.input_size))
+    summary = run_bench(profile, artifacts, opts, args.out, resume=bool(args.resume), run_id=run_id,
                         target=target, reporter=RichReporter())
     failed = sum(r["status"] == "failed" for r in summary.written)
     print(f"{len(summary.written)} cell(s) written to {summary.path}"

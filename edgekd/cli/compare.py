@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sort by this column within each device (e.g. fps, miou, latency_p99_ms)")
     p.add_argument("--format", default="table", choices=FORMATS, help="table (terminal, default), md, csv, json or html")
     p.add_argument("--pick", action="store_true", help="pick the most accurate candidate meeting each device's budget")
+    p.add_argument("--reference-curve", default=None, metavar="MODEL",
+                   help="judge every candidate against MODEL's resolution curve (candidate name or arch): above/below "
+                        "its mIoU interpolated at the candidate's p50 latency, same backend and precision")
     p.add_argument("--plots", default=None, metavar="DIR",
                    help="write PNG plots (mIoU vs FPS, KD curves, latency, sustained) to DIR")
 
@@ -35,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if df.empty:
         err.print("no result rows found")
         return 1
+    if args.reference_curve:
+        from edgekd.compare.curve import add_curve_verdicts
+
+        df = add_curve_verdicts(df, args.reference_curve)
     if args.sort:
         df = sort_table(df, args.sort)
     if args.format == "table":

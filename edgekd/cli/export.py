@@ -1,4 +1,4 @@
-"""`edgekd export`: a checkpoint → one artifact folder per (backend, precision), with parity."""
+"""`edgekd export`: a checkpoint → one artifact folder per (backend, precision, input size), with parity."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", required=True,
                    help="comma-separated: torch, onnxruntime, openvino, coreml, tensorrt; NAME:PRECISION pins one pair")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16, int8 (default fp32)")
-    p.add_argument("--out", required=True, help="output root; artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/")
+    p.add_argument("--out", required=True, help="output root; artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/ "
+                   "(with several --input-size: <backend>-<precision>-<H>x<W>/)")
     p.add_argument("--calib", default=None, help="dataset folder with real images for INT8 calibration (required for int8)")
     p.add_argument("--calib-size", type=int, default=100, help="calibration images (default 100)")
     p.add_argument("--calib-split", default="train", help="split to calibrate on (default train)")
@@ -21,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-split", default="val", help="split for parity (default val)")
     p.add_argument("--parity-images", type=int, default=8, help="validation images for parity (default 8; 0 skips)")
     p.add_argument("--parity-threshold", type=float, default=0.98, help="argmax agreement below this is flagged (default 0.98)")
-    p.add_argument("--input-size", default=None, help="HxW (default: the checkpoint's input size)")
+    p.add_argument("--input-size", default=None,
+                   help="HxW, or several comma-separated (360x480,240x320: one artifact per size, the resolution curve); "
+                        "default: the checkpoint's input size")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (ONNX, OpenVINO, TensorRT profile)")
     p.add_argument("--arch", default=None, help="architecture of a third-party state dict (zoo name or package.module:builder)")
     p.add_argument("--num-classes", type=int, default=None, help="class count of a third-party state dict (default: inferred)")

@@ -65,13 +65,14 @@ COLUMNS = (
     Column("throughput_fps", "thr FPS", _fixed(1), True), Column("e2e_ms", "e2e ms", _fixed(1), False),
     Column("deadline_miss_pct", "miss %", _fixed(1), False), Column("peak_mb", "peak MB", _fixed(0), False),
     Column("model_mb", "model MB", _fixed(1), False), Column("energy_mj", "mJ/frame", _fixed(1), False),
+    Column("delta_miou_vs_curve", "Δ curve", _signed_pct, True), Column("vs_curve", "vs resolution curve"),
     Column("pareto", "front"), Column("status", "status"), Column("verdict", "verdict"), Column("note", "note"),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 # The terminal shows a compact view; md/csv/json/html carry every column.
-TERMINAL_KEYS = ("candidate", "runtime", "params", "macs", "method", "miou", "delta_miou_vs_nokd", "delta_miou_vs_fp32",
+TERMINAL_KEYS = ("candidate", "runtime", "input", "params", "macs", "method", "miou", "delta_miou_vs_nokd", "delta_miou_vs_fp32",
                  "distillation_factor", "relative_error", "teacher_student_kl", "probability_correlation",
-                 "latency_p50_ms", "latency_p99_ms", "fps", "e2e_ms", "deadline_miss_pct", "peak_mb", "status", "verdict")
+                 "latency_p50_ms", "latency_p99_ms", "fps", "e2e_ms", "deadline_miss_pct", "peak_mb", "vs_curve", "status", "verdict")
 TERMINAL_ONLY = {"runtime": Column("runtime", "runtime")}
 RAW_DROP = ("budget",)
 CSV_DROP = ("sustained_fps",)  # a list per row: JSON keeps it, a CSV cell cannot

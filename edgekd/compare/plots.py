@@ -198,6 +198,11 @@ def render_plots(df: pd.DataFrame, out_dir: str | Path) -> tuple[list[Plot], lis
                 plots.append(plot)
             elif what:
                 skipped.append(f"{device}: no {what}")
+        from edgekd.compare.curve import plot_resolution_curves
+
+        curve = plot_resolution_curves(group, str(device), out_dir, df.attrs.get("reference_curve"))
+        if curve:
+            plots.append(curve)
     for key, label in (("distillation_factor", "distillation factor P_t/P_s"),
                        ("relative_error", "relative error E_s/E_t")):
         plot = plot_kd_curve(df, key, label, out_dir)

@@ -27,6 +27,7 @@ from edgekd.errors import EdgekdError
 from edgekd.export.inputs import ImageSample, load_sample
 from edgekd.export.manifest import build_manifest, write_manifest
 from edgekd.export.weights import count_subnormals, flush_subnormals
+from edgekd.input_sizes import format_size, parse_input_sizes
 from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -152,6 +153,8 @@ class _Context:
     parity_threshold: float = DEFAULT_THRESHOLD
     parity_reason: str = ""
     size_note: str | None = None
+    folder_suffix: str = ""  # "-HxW" when one call exports several input sizes
+    size_sweep: list[str] | None = None
 
 
 def export_checkpoint(
@@ -165,7 +168,8 @@ def export_checkpoint(
 ) -> list[Path]:
     """Export ``checkpoint`` for every (backend, precision); returns the artifact folders written.
 
-    Artifacts go to ``<out_dir>/<checkpoint stem>/<backend>-<precision>/``. INT8 calibrates on
+    Artifacts go to ``<out_dir>/<checkpoint stem>/<backend>-<precision>/``; with several input sizes
+    (``"360x480,240x320"``) to ``<backend>-<precision>-<H>x<W>/``, one per size. INT8 calibrates on
     ``calib_size`` real images of ``calib_dir``'s ``calib_split``; parity runs on
     ``parity_images`` images of ``data_dir`` (default ``calib_dir``) split ``data_split``.
     """
@@ -183,20 +187,32 @@ def export_checkpoint(
         raise EdgekdError("INT8 needs real calibration images: pass --calib DIR (a dataset folder with a "
                           f"{calib_split!r} split); edgekd never calibrates on random noise")
     root = Path(out_dir) / checkpoint.stem
-    _refuse_existing([root / f"{b.name}-{p}" for b, p in combos], force)
-    ctx = _prepare(checkpoint, arch, num_classes, input_size, dynamic_batch, keep_subnormals, options, root, log)
+    sizes = parse_input_sizes(input_size)
+    suffixes = [f"-{format_size(s)}" for s in sizes] if len(sizes) > 1 else [""]
+    _refuse_existing([root / f"{b.name}-{p}{x}" for x in suffixes for b, p in combos], force)
+    ctx = _prepare(checkpoint, arch, num_classes, sizes[0] if sizes else None, dynamic_batch, keep_subnormals, options, root, log)
     ctx.parity_threshold = parity_threshold
-    _load_images(ctx, combos, calib_dir, calib_size, calib_split, data_dir, data_split, parity_images, log)
+    notes = {s: check_input_size(ctx.reference_model, s, ctx.output_stride, ctx.meta["arch"]) for s in sizes[1:]}
     created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".edgekd-work-", dir=root))
     try:
-        if any(b.needs_onnx for b, _ in combos):
-            ctx.onnx_path = work / "model.onnx"
-            log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
-            ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
-                                        opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
-        return [_export_one(backend, precision, ctx, log) for backend, precision in combos]
+        paths: list[Path] = []
+        for i, suffix in enumerate(suffixes):  # one pass per input size (the resolution curve), same checkpoint
+            if i:
+                ctx.input_size, ctx.size_note = sizes[i], notes[sizes[i]]
+                ctx.onnx_path = ctx.onnx_info = ctx.calib = ctx.val = ctx.val_images = ctx.reference = None
+                if ctx.size_note:
+                    log(ctx.size_note)
+            ctx.folder_suffix, ctx.size_sweep = suffix, [format_size(s) for s in sizes] if suffix else None
+            _load_images(ctx, combos, calib_dir, calib_size, calib_split, data_dir, data_split, parity_images, log)
+            if any(b.needs_onnx for b, _ in combos):
+                ctx.onnx_path = work / f"model{suffix}.onnx"
+                log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
+                ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
+                                            opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
+            paths += [_export_one(backend, precision, ctx, log) for backend, precision in combos]
+        return paths
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if created_root and root.is_dir() and not any(root.iterdir()):
@@ -268,7 +284,7 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
 
 
 def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Path:
-    final = ctx.root / f"{backend.name}-{precision}"
+    final = ctx.root / f"{backend.name}-{precision}{ctx.folder_suffix}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=ctx.root))
     try:
         log(f"{final.name}: converting")
@@ -293,6 +309,9 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
         manifest["subnormals_found"] = ctx.subnormals["found"]
         if ctx.size_note:
             manifest["input_size_note"] = ctx.size_note
+        manifest["input_size"] = list(ctx.input_size)
+        if ctx.size_sweep:
+            manifest["input_size_sweep"] = ctx.size_sweep  # the sizes exported together (one resolution curve)
         write_manifest(tmp, manifest)  # parity loads the artifact exactly as users will, manifest included
         manifest["parity"] = _parity(backend, precision, tmp, ctx)
         write_manifest(tmp, manifest)
