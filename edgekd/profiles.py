@@ -214,7 +214,7 @@ def _fill_detected(hardware: dict[str, Any], path: Path) -> dict[str, Any]:
     wanted = [k for k, v in hardware.items() if v == DETECT]
     if not wanted:
         return hardware
-    facts = detect_hardware()
+    facts = detect_hardware(wanted)
     unknown = [k for k in wanted if k not in facts]
     if unknown:
         raise ProfileError(f"{path}: hardware.{unknown[0]} cannot be 'detect'; detectable: {', '.join(sorted(facts))}")

@@ -75,11 +75,14 @@ def test_warm_up_is_bounded_when_never_stable() -> None:
 
 def test_timed_loop_honours_min_iters_duration_and_limits() -> None:
     dev = ScriptedDevice([100])  # 100 ms per call
-    samples, why = timed_loop(dev.step, dev.sync, LoopPolicy(duration_s=0.2, min_iters=7, max_iters=100), clock=dev.clock)
+    samples, why = timed_loop(dev.step, dev.sync, LoopPolicy(duration_s=0.2, min_iters=7, max_iters=100, tail_min_iters=0), clock=dev.clock)
     assert (len(samples), why) == (7, "duration")  # min_iters outlasts the duration
     dev = ScriptedDevice([1])
-    samples, why = timed_loop(dev.step, dev.sync, LoopPolicy(duration_s=0.05, min_iters=3, max_iters=1000), clock=dev.clock)
+    samples, why = timed_loop(dev.step, dev.sync, LoopPolicy(duration_s=0.05, min_iters=3, max_iters=1000, tail_min_iters=0), clock=dev.clock)
     assert (len(samples), why) == (50, "duration")
+    dev = ScriptedDevice([1])  # by default the loop waits for the samples a two-sided p99 interval needs
+    samples, why = timed_loop(dev.step, dev.sync, LoopPolicy(duration_s=0.05, min_iters=3, max_iters=1000), clock=dev.clock)
+    assert (len(samples), why) == (368, "duration")
     assert np.all(samples == 1_000_000)
     dev = ScriptedDevice([1])
     samples, why = timed_loop(dev.step, dev.sync, LoopPolicy(duration_s=10, min_iters=3, max_iters=20), clock=dev.clock)

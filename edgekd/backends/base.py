@@ -9,7 +9,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,6 +67,17 @@ class Session(ABC):
 
     def sync(self) -> None:
         """Block until device work has finished (no-op for synchronous CPU runtimes)."""
+
+    def bind(self, x: np.ndarray) -> Callable[[], np.ndarray]:
+        """A zero-argument per-frame step over ``x``'s memory: what a latency-bound app calls each frame.
+
+        The app's pre-processing writes the next frame into ``x`` in place; the step runs one
+        inference on it and returns the output, which may be a view of the runtime's own output
+        buffer (valid until the next call; copy it to keep it). Backends override this to bind
+        the input and output buffers once (no per-call tensor creation, copy or allocation);
+        the default is ``run(x)``.
+        """
+        return lambda: self.run(x)
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

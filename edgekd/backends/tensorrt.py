@@ -257,6 +257,41 @@ class TensorRTSession(Session):
         self.stream.synchronize()
         return device_out.cpu().numpy()
 
+    def bind(self, x: np.ndarray):
+        """What a TensorRT app does per frame, the buffers made once: the host input (pinned, the
+        array the pre-processing fills is copied into it) goes H2D, ``execute_async_v3`` runs on
+        tensor addresses set once, the output comes D2H into a pinned host array, then the stream
+        syncs. trtexec's "Latency" covers the same H2D + compute + D2H; its "GPU Compute Time" omits
+        the copies. The step also copies ``x`` (pageable) into the pinned input, so that frames
+        the pre-processing writes into ``x`` reach the GPU: ~0.2 ms for a 360×480 float frame, which
+        an app that pre-processes straight into pinned memory saves (trtexec's input is pinned)."""
+        torch, trt = self._torch, self._trt
+        dtypes = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+                  trt.int64: torch.int64, trt.uint8: torch.uint8, trt.int8: torch.int8}
+        host_in = torch.from_numpy(np.ascontiguousarray(x)).pin_memory()
+        self.context.set_input_shape(self.input, tuple(host_in.shape))
+        device_in = torch.empty_like(host_in, device="cuda")
+        out_dtype = dtypes[self.engine.get_tensor_dtype(self.output)]
+        out_shape = tuple(self.context.get_tensor_shape(self.output))
+        device_out = torch.empty(out_shape, dtype=out_dtype, device="cuda")
+        host_out = torch.empty(out_shape, dtype=out_dtype).pin_memory()
+        self.context.set_tensor_address(self.input, int(device_in.data_ptr()))
+        self.context.set_tensor_address(self.output, int(device_out.data_ptr()))
+        stream, context, view = self.stream, self.context, host_out.numpy()
+        self._bound = (x, host_in, device_in, device_out, host_out)
+
+        def step() -> np.ndarray:
+            host_in.numpy()[...] = x  # the frame buffer the app's pre-processing filled (pageable → pinned)
+            with torch.cuda.stream(stream):
+                device_in.copy_(host_in, non_blocking=True)
+                if not context.execute_async_v3(stream.cuda_stream):
+                    raise EdgekdError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+                host_out.copy_(device_out, non_blocking=True)
+            stream.synchronize()
+            return view
+
+        return step
+
     def sync(self) -> None:
         self.stream.synchronize()
 

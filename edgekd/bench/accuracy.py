@@ -66,6 +66,38 @@ def evaluate_session(run: Callable[[np.ndarray], np.ndarray], sync: Callable[[],
     }
 
 
+def evaluate_fused(session: Any, contract: dict[str, Any], dataset: Any, *, limit: int | None = None) -> dict[str, Any]:
+    """Accuracy of a fused artifact (``--embed-pre-post``): each image is resized (bilinear) to the
+    artifact's camera frame size and fed as the uint8 frame in the contract's channel order; the
+    uint8 class map that comes out is resized (nearest) to the label's size."""
+    from edgekd.bench.e2e import FusedFramePipeline
+
+    frame_hw = tuple(int(v) for v in contract["input"]["shape"][1:3])
+    pipeline = FusedFramePipeline(session, contract, frame_hw)
+    bgr = contract["input"].get("channel_order", "RGB").upper() == "BGR"
+    info = dataset.info
+    confusion = ConfusionMatrix(info.num_classes, info.ignore_index)
+    boundary = BoundaryFScore(info.ignore_index, BOUNDARY_TOLERANCE_PX)
+    n = len(dataset) if limit is None else min(len(dataset), int(limit))
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        image, mask = dataset.read_pair(i)
+        frame = cv2.resize(image, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_LINEAR)
+        classes = pipeline.classes(frame[..., ::-1] if bgr else frame)
+        pred = cv2.resize(classes, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_NEAREST).astype(np.int64)
+        confusion.update(pred, mask)
+        boundary.update(pred, mask)
+    per_class = confusion.per_class_iou()
+    return {
+        "dataset": info.name, "split": getattr(dataset, "split", None), "images": n, "miou": confusion.miou(),
+        "per_class_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(info.class_names, per_class)},
+        "pixel_accuracy": confusion.pixel_accuracy(), "boundary_f": boundary.f_score(),
+        "boundary_tolerance_px": BOUNDARY_TOLERANCE_PX, "eval_s": (time.perf_counter_ns() - t0) / 1e9,
+        "protocol": "image resized to the camera frame (bilinear), fused graph (resize, normalise, argmax inside), "
+                    "class map resized to label size (nearest)",
+    }
+
+
 def open_split(root: str, split: str = "val"):
     """The dataset split to evaluate on (imports ``edgekd.data`` only when accuracy is asked for)."""
     from edgekd.data import open_dataset

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bench import memory, thermal, timing
-from edgekd.bench.e2e import FramePipeline, camera_paced, measure_e2e, synthetic_frame
+from edgekd.bench import hostinfo, memory, thermal, timing
+from edgekd.bench.e2e import FramePipeline, FusedFramePipeline, camera_paced, fused_contract, measure_e2e, synthetic_frame
 from edgekd.bench.power import EnergyMeter, make_energy_meter
 
 
@@ -53,7 +53,12 @@ def load_session(artifact_dir: Path, backend_name: str, options: dict[str, Any])
 
 
 def input_hw(manifest: dict[str, Any], fallback: list[int] | None) -> tuple[tuple[int, int], int]:
-    """(H, W) and batch from the manifest's input shape; dynamic dims take the profile's size / batch 1."""
+    """(H, W) and batch from the manifest's input shape; dynamic dims take the profile's size / batch 1.
+
+    For a fused artifact (``--embed-pre-post``) it is the network's input inside the graph."""
+    contract = fused_contract(manifest)
+    if contract:
+        return tuple(int(v) for v in contract["network_input_hw"]), 1
     shape = manifest.get("input_shape") or [1, 3, None, None]
     h, w = shape[2], shape[3]
     if not (isinstance(h, int) and isinstance(w, int)):
@@ -139,9 +144,12 @@ def _temperatures(sensors: dict[str, Any]) -> dict[str, Any]:
 
 
 def _accuracy(session: Any, spec: dict[str, Any], hw: tuple[int, int], manifest: dict[str, Any]) -> dict[str, Any]:
-    from edgekd.bench.accuracy import evaluate_session, open_split
+    from edgekd.bench.accuracy import evaluate_fused, evaluate_session, open_split
 
     dataset = open_split(spec["data"], spec.get("split", "val"))
+    contract = fused_contract(manifest)
+    if contract:
+        return evaluate_fused(session, contract, dataset, limit=spec.get("limit"))
     return evaluate_session(session.run, session.sync, dataset, input_hw=hw, normalization=manifest["normalization"],
                             limit=spec.get("limit"))
 
@@ -160,16 +168,7 @@ def measure_cell(spec: dict[str, Any], out: dict[str, Any]) -> None:
     with memory.RssSampler() as sampler:
         session = _load(artifact_dir, manifest, spec, out)
         mem["after_load_rss_mb"] = memory.current_rss_mb()
-        norm = manifest["normalization"]
-        camera_hw = tuple(spec.get("camera_hw") or hw)
-        frame = synthetic_frame(*camera_hw)
-        pipeline = FramePipeline(session.run, session.sync, hw, tuple(norm["mean"]), tuple(norm["std"]),
-                                 norm.get("channel_order", "RGB"), camera_hw)
-        x = np.ascontiguousarray(np.repeat(pipeline.preprocess(frame), batch, axis=0))
-
-        def step() -> Any:
-            return session.run(x)
-
+        pipeline, frame, x, step = _pipeline(session, manifest, hw, batch, spec, out)
         out["first_inference_ms"] = timing.first_call_ms(step, session.sync)
         stage("warmup")
         warm = timing.warm_up(step, session.sync, timing.WarmupPolicy(**spec.get("warmup", {})))
@@ -198,6 +197,43 @@ def measure_cell(spec: dict[str, Any], out: dict[str, Any]) -> None:
         out["accuracy"] = _accuracy(session, spec["accuracy"], hw, manifest)
 
 
+def _pipeline(session: Any, manifest: dict[str, Any], hw: tuple[int, int], batch: int, spec: dict[str, Any],
+              out: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+    """(frame pipeline, camera frame, the bound model input, the timed step) for this artifact.
+
+    The timed step is ``session.bind(x)``: one inference on the input buffer the pre-processing
+    fills, output left in the runtime's buffer (docs/bench.md, "the timed region"). The e2e
+    pipeline runs the same bound step. A fused artifact takes the uint8 camera frame itself."""
+    camera_hw = tuple(spec.get("camera_hw") or hw)
+    contract = fused_contract(manifest)
+    if contract:
+        frame_hw = tuple(int(v) for v in contract["input"]["shape"][1:3])
+        contract = dict(contract)
+        if frame_hw != camera_hw:
+            contract["camera_note"] = (f"the fused artifact takes {frame_hw[0]}x{frame_hw[1]} frames; the profile's camera "
+                                       f"is {camera_hw[0]}x{camera_hw[1]}: frames of the artifact's size were used")
+        pipeline = FusedFramePipeline(session, contract, frame_hw)
+        frame = synthetic_frame(*frame_hw)
+        if contract["input"].get("channel_order", "RGB").upper() == "BGR":
+            frame = np.ascontiguousarray(frame[..., ::-1])
+        np.copyto(pipeline.x[0], frame)
+        out["io_contract"] = contract
+        return pipeline, frame, pipeline.x, pipeline._step
+    norm = manifest["normalization"]
+    frame = synthetic_frame(*camera_hw)
+    pipeline = FramePipeline(session.run, session.sync, hw, tuple(norm["mean"]), tuple(norm["std"]),
+                             norm.get("channel_order", "RGB"), camera_hw)
+    pipeline.preprocess(frame)
+    if batch == 1:
+        x = pipeline.x
+        step = session.bind(x)
+        pipeline.use_step(step)
+    else:  # the frame pipeline is single-frame; the timed loop feeds the whole batch
+        x = np.ascontiguousarray(np.repeat(pipeline.x, batch, axis=0))
+        step = session.bind(x)
+    return pipeline, frame, x, step
+
+
 def _load(artifact_dir: Path, manifest: dict[str, Any], spec: dict[str, Any], out: dict[str, Any]) -> Any:
     stage("load")
     t0 = time.perf_counter_ns()
@@ -221,12 +257,17 @@ def _frames(pipeline: FramePipeline, frame: np.ndarray, spec: dict[str, Any], ou
 
 def _timed(step, session: Any, spec: dict[str, Any], out: dict[str, Any], meter: EnergyMeter) -> None:
     stage("timed")
+    load_start, cpu_start = hostinfo.load_average(), hostinfo.cpu_times()
     meter.begin()
     samples, stopped_by = timing.timed_loop(step, session.sync, timing.LoopPolicy(**spec.get("timing", {})))
     out["energy"] = meter.end(len(samples))
+    cpu = hostinfo.other_cpu_load(cpu_start, hostinfo.cpu_times())
     stats = timing.summarize(samples)
     out.update(iterations=stats.n, timed_s=float(samples.sum() / 1e9), stopped_by=stopped_by,
                latency_ms={k: v for k, v in stats.to_dict().items() if k != "fps"}, fps_sync=stats.fps)
+    out["noise"] = timing.noise_block(stats, hostinfo.os.cpu_count(), load_start, hostinfo.load_average(), cpu, stopped_by)
+    out["timed_region"] = ("session.bind(x) step: one inference on the input buffer the pre-processing fills, "
+                           "output read in place (no per-call input tensor, copy or output allocation), sync included")
 
 
 def measure_accuracy_only(spec: dict[str, Any], out: dict[str, Any]) -> None:

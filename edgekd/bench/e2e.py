@@ -66,6 +66,12 @@ class FramePipeline:
         self.palette = palette()
         self._lut = np.ascontiguousarray(self.palette.reshape(256, 1, 3))
         self.times_ns = np.zeros(len(STAGES), np.int64)
+        self.stages = STAGES
+        self._step: Callable[[], np.ndarray] | None = None
+
+    def use_step(self, step: Callable[[], np.ndarray]) -> None:
+        """Infer through ``step`` (``session.bind(self.x)``: input bound to ``self.x``, output a view)."""
+        self._step = step
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         """Resize + normalise into ``self.x`` (the model's N×3×H×W float32 input)."""
@@ -109,7 +115,7 @@ class FramePipeline:
         t1 = clock()
         self._normalize()
         t2 = clock()
-        logits = self.run(self.x)
+        logits = self._step() if self._step is not None else self.run(self.x)
         self.sync()
         t3 = clock()
         self._argmax(logits)
@@ -122,10 +128,81 @@ class FramePipeline:
         return self.overlay
 
 
-def measure_e2e(pipeline: FramePipeline, frame: np.ndarray, *, duration_s: float, min_frames: int = 10,
-                max_frames: int = 10_000) -> dict[str, Any]:
+FUSED_STAGES = ("input", "inference", "upsample", "overlay")
+FUSED_KIND = "frame_to_classes"
+
+
+def fused_contract(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``io_contract`` of an artifact exported with ``--embed-pre-post`` (None for a plain one).
+
+    Read from the manifest dict here rather than through ``edgekd.export`` so the worker stays
+    free of PyTorch."""
+    contract = manifest.get("io_contract")
+    return contract if isinstance(contract, dict) and contract.get("kind") == FUSED_KIND else None
+
+
+class FusedFramePipeline:
+    """The per-frame work when resize, normalisation and argmax are inside the model graph.
+
+    The camera frame (uint8 H×W×3 at camera size) is copied into the buffer bound as the model's
+    input ("input": an app that has the camera write there saves it), the model returns the uint8
+    class map, which is brought to camera size only when the graph left it at model size
+    ("upsample", else ~0), then the same colour overlay as ``FramePipeline``.
+    """
+
+    def __init__(self, session: Any, contract: dict[str, Any], camera_hw: tuple[int, int]) -> None:
+        frame_shape = [int(d) for d in contract["input"]["shape"]]
+        if tuple(frame_shape[1:3]) != tuple(camera_hw):
+            raise ValueError(f"the fused artifact takes {frame_shape[1]}x{frame_shape[2]} frames, the camera gives "
+                             f"{camera_hw[0]}x{camera_hw[1]}")
+        self.camera_hw = tuple(camera_hw)
+        self.input_hw = tuple(contract["network_input_hw"])
+        self.x = np.zeros(frame_shape, np.uint8)
+        self.sync = session.sync
+        self._step = session.bind(self.x)
+        self._classes_cam = np.empty(self.camera_hw, np.uint8)
+        self._colour = np.empty((*self.camera_hw, 3), np.uint8)
+        self.overlay = np.empty((*self.camera_hw, 3), np.uint8)
+        self._lut = np.ascontiguousarray(palette().reshape(256, 1, 3))
+        self.times_ns = np.zeros(len(FUSED_STAGES), np.int64)
+        self.stages = FUSED_STAGES
+
+    def classes(self, frame: np.ndarray) -> np.ndarray:
+        """The class map at camera size for one frame (uint8 H×W)."""
+        np.copyto(self.x[0], frame)
+        out = self._step()
+        self.sync()
+        return self._to_camera(np.asarray(out).reshape(out.shape[-2:]))
+
+    def _to_camera(self, classes: np.ndarray) -> np.ndarray:
+        if classes.shape == self.camera_hw:
+            return classes
+        cv2.resize(classes.astype(np.uint8, copy=False), (self.camera_hw[1], self.camera_hw[0]), dst=self._classes_cam,
+                   interpolation=cv2.INTER_NEAREST)
+        return self._classes_cam
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        clock, t = time.perf_counter_ns, self.times_ns
+        t0 = clock()
+        np.copyto(self.x[0], frame)
+        t1 = clock()
+        out = self._step()
+        self.sync()
+        t2 = clock()
+        classes = self._to_camera(out.reshape(out.shape[-2:]))
+        t3 = clock()
+        cv2.applyColorMap(classes, self._lut, dst=self._colour)
+        cv2.addWeighted(frame, 0.5, self._colour, 0.5, 0.0, dst=self.overlay)
+        t4 = clock()
+        t[0], t[1], t[2], t[3] = t1 - t0, t2 - t1, t3 - t2, t4 - t3
+        return self.overlay
+
+
+def measure_e2e(pipeline: FramePipeline | FusedFramePipeline, frame: np.ndarray, *, duration_s: float,
+                min_frames: int = 10, max_frames: int = 10_000) -> dict[str, Any]:
     """Median ms per stage and of the whole frame, back to back (no pacing)."""
-    per_frame = np.empty((max_frames, len(STAGES)), np.int64)
+    stages = pipeline.stages
+    per_frame = np.empty((max_frames, len(stages)), np.int64)
     end = time.perf_counter_ns() + int(duration_s * 1e9)
     n = 0
     while n < max_frames and (n < min_frames or time.perf_counter_ns() < end):
@@ -134,11 +211,17 @@ def measure_e2e(pipeline: FramePipeline, frame: np.ndarray, *, duration_s: float
         n += 1
     ms = per_frame[:n] / 1e6
     total = ms.sum(axis=1)
+    infer = stages.index("inference")
+    from edgekd.bench.timing import quantile_ci
+
     return {
         "camera_hw": list(pipeline.camera_hw), "input_hw": list(pipeline.input_hw), "frames": n,
-        "stages_ms_p50": {s: float(np.median(ms[:, i])) for i, s in enumerate(STAGES)},
+        "fused": stages is FUSED_STAGES,
+        "stages_ms_p50": {s: float(np.median(ms[:, i])) for i, s in enumerate(stages)},
         "frame_ms_p50": float(np.median(total)), "frame_ms_p90": float(np.percentile(total, 90)),
-        "pre_ms_p50": float(np.median(ms[:, 0] + ms[:, 1])), "post_ms_p50": float(np.median(ms[:, 3:].sum(axis=1))),
+        "frame_ms_p50_ci": quantile_ci(np.sort(total), 0.5),
+        "pre_ms_p50": float(np.median(ms[:, :infer].sum(axis=1))),
+        "post_ms_p50": float(np.median(ms[:, infer + 1:].sum(axis=1))),
     }
 
 

@@ -58,9 +58,21 @@ def physical_cores() -> int | None:
         return None
 
 
-def detect_hardware() -> dict[str, Any]:
-    """The hardware facts a profile may ask to ``detect``."""
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": memory_total_gb()}
+PROBED = ("peak_fp32_tflops", "peak_bf16_tflops", "peak_int8_tops", "memory_bandwidth_gbs")
+
+
+def detect_hardware(wanted: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+    """The hardware facts a profile may ask to ``detect``; the peaks (``PROBED``) come from
+    ``edgekd.bench.hostprobe`` (measured once per CPU and cached) and only when ``wanted``."""
+    facts: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": memory_total_gb()}
+    if wanted is not None and any(k in PROBED for k in wanted):
+        from edgekd.bench.hostprobe import host_peaks
+
+        peaks = host_peaks()
+        facts.update({k: peaks.get(k) for k in PROBED})
+    else:
+        facts.update({k: None for k in PROBED})
+    return facts
 
 
 def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
@@ -110,6 +122,74 @@ def jetson_power_mode() -> dict[str, Any]:
     return {"power_mode": mode, "nvpmodel": lines[-1] if lines else None, "gpu_mhz": gpu or None}
 
 
+# Instruction-set features that decide runtime kernels and default precisions (OpenVINO runs bf16
+# by default on AVX512-BF16/AMX CPUs; INT8 speed depends on VNNI/AMX-INT8), as Linux names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve", "sve2",
+             "i8mm", "bf16", "fphp", "asimdhp")
+_MAC_ISA = {"hw.optional.arm.FEAT_DotProd": "asimddp", "hw.optional.arm.FEAT_I8MM": "i8mm",
+            "hw.optional.arm.FEAT_BF16": "bf16", "hw.optional.arm.FEAT_FP16": "fphp", "hw.optional.neon": "asimd"}
+
+
+def cpu_features(cpuinfo: str | None = None) -> dict[str, Any]:
+    """ISA features present (from /proc/cpuinfo ``flags``/``Features``, or macOS sysctl), with a summary.
+
+    ``isa`` lists the ones of ``ISA_FLAGS`` found; ``summary`` is the short form used in tables
+    (e.g. ``AVX-512+VNNI+AMX-BF16``); None with a reason when nothing is readable."""
+    text = cpuinfo if cpuinfo is not None else _read(Path("/proc/cpuinfo"))
+    flags: set[str] = set()
+    if text:
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                flags.update(value.split())
+                break
+    elif platform.system() == "Darwin":
+        for key, name in _MAC_ISA.items():
+            if _run(["sysctl", "-n", key]) == "1":
+                flags.add(name)
+    if not flags:
+        return {"isa": None, "summary": None, "reason": "no /proc/cpuinfo flags or sysctl features readable"}
+    isa = [f for f in ISA_FLAGS if f in flags]
+    parts = [label for label, present in (
+        ("AVX2", "avx2" in flags), ("AVX-512", "avx512f" in flags),
+        ("VNNI", "avx512_vnni" in flags or "avx_vnni" in flags), ("AVX512-BF16", "avx512_bf16" in flags),
+        ("AVX512-FP16", "avx512_fp16" in flags), ("AMX-BF16", "amx_bf16" in flags), ("AMX-INT8", "amx_int8" in flags),
+        ("NEON", "asimd" in flags), ("dot", "asimddp" in flags), ("I8MM", "i8mm" in flags), ("BF16", "bf16" in flags),
+        ("SVE", "sve" in flags)) if present]
+    return {"isa": isa, "summary": "+".join(parts) or "baseline (none of the listed extensions)"}
+
+
+def cpu_times() -> dict[str, float] | None:
+    """Machine-wide busy / steal CPU seconds (/proc/stat) and this process's own (/proc/self/stat), now."""
+    stat, own = _read(Path("/proc/stat")), _read(Path("/proc/self/stat"))
+    if not stat or not own:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    own_fields = own.rsplit(")", 1)[1].split()
+    utime, stime = int(own_fields[11]), int(own_fields[12])
+    import time
+
+    return {"t": time.monotonic(), "busy_s": (user + nice + system + irq + softirq) / ticks, "steal_s": steal / ticks,
+            "own_s": (utime + stime) / ticks}
+
+
+def other_cpu_load(start: dict[str, float] | None, end: dict[str, float] | None) -> dict[str, Any]:
+    """CPU taken by other processes between two ``cpu_times`` snapshots, in cores (1.0 = one core busy).
+
+    ``other_cores`` = machine busy time minus this process's, over the wall time; ``steal_cores``
+    is time the hypervisor gave to other guests (a shared VM's noise no process list shows)."""
+    if not start or not end or end["t"] <= start["t"]:
+        return {"other_cores": None, "steal_cores": None, "reason": "no /proc/stat here"}
+    wall = end["t"] - start["t"]
+    busy = end["busy_s"] - start["busy_s"]
+    own = end["own_s"] - start["own_s"]
+    return {"other_cores": round(max(0.0, busy - own) / wall, 3), "steal_cores": round((end["steal_s"] - start["steal_s"]) / wall, 3),
+            "own_cores": round(own / wall, 3), "seconds": round(wall, 3)}
+
+
 def host_facts() -> dict[str, Any]:
     """What the result record's ``host`` block holds; cheap enough to take at the start of every cell."""
     return {
@@ -120,6 +200,7 @@ def host_facts() -> dict[str, Any]:
         "memory_gb": memory_total_gb(),
         "os": platform.platform(),
         "machine": platform.machine(),
+        "cpu_features": cpu_features(),
         "python": platform.python_version(),
         "load_avg_start": load_average(),
         "clocks": cpu_clocks(),

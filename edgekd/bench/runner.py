@@ -27,7 +27,7 @@ from edgekd.results.store import ResultStore, completed_keys, new_run_id, resolv
 
 MEASURED = ("host", "backend", "input_size", "batch", "warmup", "iterations", "timed_s", "stopped_by", "latency_ms",
             "fps_sync", "throughput", "e2e", "paced", "load_s", "first_inference_ms", "memory", "peak_memory_mb",
-            "model_mb", "accuracy", "sustained", "energy", "thermal")
+            "model_mb", "accuracy", "sustained", "energy", "thermal", "noise", "io_contract", "timed_region")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,14 @@
 
 Every record carries every key below, ``None`` where a figure does not apply or could not be
 measured; a ``*_reason`` / ``reason`` key beside it says why. Readers key on ``schema_version``:
-a change that renames or removes a key bumps it, an added key does not.
+a change that renames, removes or newly requires a key bumps it; older versions stay readable
+(``validate_record`` checks a row against the keys of its own version).
+
+Versions: 1 — the keys below without ``noise``, ``io_contract``, ``timed_region`` and the
+latency intervals. 2 — adds ``noise`` (noisy-run evidence and warnings), ``io_contract`` (the
+fused frame → class-map contract of an ``--embed-pre-post`` artifact, else None),
+``timed_region`` (what the timed step does) and ``latency_ms.p50_ci`` / ``p99_ci`` (confidence
+intervals, ``ci_level``), and ``host.cpu_features``.
 
 Top-level keys (see docs/bench.md for the nested blocks):
 
@@ -20,16 +27,17 @@ Top-level keys (see docs/bench.md for the nested blocks):
   ``peak_memory_mb``, ``model_mb``
 - ``accuracy``, ``sustained``, ``energy``, ``thermal``, ``budget``
 - ``status`` (ok | failed | unavailable), ``error``
+- v2: ``noise``, ``io_contract``, ``timed_region``
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "unavailable")
 
-RECORD_KEYS = (
+RECORD_KEYS_V1 = (
     "schema_version", "run_id", "timestamp", "cell_key",
     "device", "host", "edgekd", "candidate", "backend",
     "precision_requested", "input_size", "batch",
@@ -39,7 +47,10 @@ RECORD_KEYS = (
     "accuracy", "sustained", "energy", "thermal", "budget",
     "status", "error",
 )
-LATENCY_KEYS = ("n", "min", "p50", "p90", "p99", "max", "mean", "std", "cv")
+RECORD_KEYS = RECORD_KEYS_V1 + ("noise", "io_contract", "timed_region")
+LATENCY_KEYS_V1 = ("n", "min", "p50", "p90", "p99", "max", "mean", "std", "cv")
+LATENCY_KEYS = LATENCY_KEYS_V1 + ("p50_ci", "p99_ci", "ci_level")
+_BY_VERSION = {1: (RECORD_KEYS_V1, LATENCY_KEYS_V1), 2: (RECORD_KEYS, LATENCY_KEYS_V1)}  # CI keys: written by the bench, not required
 
 
 class RecordError(ValueError):
@@ -57,8 +68,14 @@ def make_record(**parts: Any) -> dict[str, Any]:
 
 
 def validate_record(record: dict[str, Any]) -> None:
-    """Raise RecordError when a key is missing or a status/latency block is malformed."""
-    missing = [k for k in RECORD_KEYS if k not in record]
+    """Raise RecordError when a key of the record's own ``schema_version`` is missing or a
+    status/latency block is malformed (version-1 rows stay valid: they predate the v2 keys)."""
+    version = record.get("schema_version", SCHEMA_VERSION)
+    if version not in _BY_VERSION:
+        raise RecordError(f"schema_version {version!r} is not one this edgekd reads ({', '.join(map(str, _BY_VERSION))}); "
+                          "upgrade edgekd")
+    record_keys, latency_keys = _BY_VERSION[version]
+    missing = [k for k in record_keys if k not in record]
     if missing:
         raise RecordError(f"result record lacks key(s) {missing}")
     if record["status"] not in STATUSES:
@@ -67,9 +84,9 @@ def validate_record(record: dict[str, Any]) -> None:
         raise RecordError(f"a {record['status']!r} record needs an error message")
     if record["status"] == "ok":
         lat = record["latency_ms"] or {}
-        absent = [k for k in LATENCY_KEYS if k not in lat]
+        absent = [k for k in latency_keys if k not in lat]
         if absent:
-            raise RecordError(f"an ok record needs latency_ms {', '.join(LATENCY_KEYS)}; missing {absent}")
+            raise RecordError(f"an ok v{version} record needs latency_ms {', '.join(latency_keys)}; missing {absent}")
 
 
 def clean_json(value: Any) -> Any:
