@@ -39,7 +39,10 @@ def test_int8_is_static_qdq_calibrated_on_real_images(artifacts, synthetic_root)
     manifest = read_manifest(artifacts["int8"])
     calibration = manifest["calibration"]
     assert calibration["dataset"] == str(synthetic_root.resolve()) and calibration["split"] == "train"
-    assert calibration["num_images"] == 12 and calibration["method"] == "percentile"
+    # --calib-method auto with 12 images: only minmax has enough (percentile/entropy need 16), and the manifest says so
+    assert calibration["num_images"] == 12 and calibration["method"] == "minmax"
+    assert set(manifest["quantization"]["methods_not_tried"]) == {"percentile", "entropy"}
+    assert manifest["accuracy_gate"]["status"] == "passed" and manifest["accuracy_gate"]["validation_images"] == 4
     ops = {n.op_type for n in onnx.load(str(artifacts["int8"] / "model.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert manifest["quantization"]["format"] == "QDQ"

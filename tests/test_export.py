@@ -66,9 +66,29 @@ def test_both_exporters_with_dynamic_batch(ckpt, tmp_path, exporter, opset):
 
 def test_low_agreement_is_flagged_in_the_manifest(tiny_ckpt, synthetic_root, tmp_path):
     (path,) = export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path,
-                                calib_dir=synthetic_root, calib_size=4, parity_images=2, parity_threshold=1.01)
+                                calib_dir=synthetic_root, calib_size=8, parity_images=2, parity_threshold=1.01)
     parity = read_manifest(path)["parity"]
     assert parity["threshold"] == 1.01 and "below 1.01" in parity["warning"]
+    assert parity["status"] == "below_threshold", "an artifact under the parity threshold is never 'ok'"
+
+
+def test_too_few_calibration_images_for_the_method_is_refused(tiny_ckpt, synthetic_root, tmp_path):
+    with pytest.raises(EdgekdError, match="4 calibration images are too few for --calib-method minmax .*at least 8"):
+        export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                          calib_size=4, calib_method="minmax", parity_images=2)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_unmeetable_budget_fails_with_one_line_and_no_artifact(tiny_ckpt, synthetic_root, tmp_path, monkeypatch):
+    from edgekd.backends import int8_budget, ort_int8
+    from edgekd.backends.int8_budget import AccuracyGateError
+
+    # INT8 of the tiny model can tie FP32 on 4 images, so a budget no model can meet makes the test deterministic
+    monkeypatch.setattr(ort_int8, "resolve_budget", lambda option, fp32: int8_budget.Budget(-100.0, "test", fp32))
+    with pytest.raises(AccuracyGateError, match="cannot meet --max-accuracy-drop -100 mIoU points.*best drop .* layers kept in float"):
+        export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="fp32,int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                          calib_size=8, calib_method="minmax", parity_images=4, options={"max_accuracy_drop": 0})
+    assert not list(tmp_path.rglob("manifest.json")), "no artifact from a failed export, not even the fp32 one"
 
 
 def test_calibration_folder_without_val_split_skips_parity_with_the_reason(tiny_ckpt, synthetic_root, tmp_path):
@@ -78,7 +98,7 @@ def test_calibration_folder_without_val_split_skips_parity_with_the_reason(tiny_
     shutil.copytree(synthetic_root, calib)
     (calib / "val.txt").unlink()
     (path,) = export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path / "out",
-                                calib_dir=calib, calib_size=4)
+                                calib_dir=calib, calib_size=8)
     parity = read_manifest(path)["parity"]
     assert parity["status"] == "skipped" and "no usable 'val' split" in parity["reason"] and "--data" in parity["reason"]
     with pytest.raises(EdgekdError, match="split 'val'"):

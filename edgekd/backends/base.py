@@ -56,6 +56,9 @@ class ExportRequest:
     val_images: np.ndarray | None = None  # normalised float32 N×3×H×W
     val_masks: np.ndarray | None = None  # int64 N×H×W labels
     metadata: dict[str, Any] = field(default_factory=dict)
+    val_num_classes: int | None = None  # the labelled images' class count and ignore index (for mIoU)
+    val_ignore_index: int | None = None
+    log: Any = None  # callable(str) for progress lines, or None
 
 
 class Session(ABC):

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgekd.errors import EdgekdError
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_METHODS = ("auto", "minmax", "entropy", "percentile")  # auto: each one measured, the best kept
 
 
 def normalize_pixels(pixels: np.ndarray, normalization: dict[str, Any]) -> np.ndarray:

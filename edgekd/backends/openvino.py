@@ -53,27 +53,87 @@ def _miou_validation(num_classes: int, ignore_index: int):
     return validate
 
 
+RANKING_IMAGES = 25  # NNCF re-runs this subset once per quantiser group when ranking; all images would take hours on 2 cores
+
+
 def quantize_int8(ov_model: Any, request: ExportRequest) -> tuple[Any, dict[str, Any]]:
-    """NNCF post-training quantisation; accuracy-controlled when ``max_accuracy_drop`` is set."""
+    """NNCF INT8: accuracy-controlled on the labelled images when there are any (the default), else plain PTQ.
+
+    With labelled images the budget (``max_accuracy_drop`` points, default 1% of FP32 mIoU) goes to
+    ``nncf.quantize_with_accuracy_control``, which reverts the quantisers that cost the most to
+    float until it holds; the result is then measured again here (INT8 vs FP32 IR, f32 hint) and
+    an unmet budget raises AccuracyGateError. ``"off"`` gives plain ``nncf.quantize``.
+    """
+    from edgekd.backends.int8_budget import check_budget
+
     nncf = _nncf()
     batches = CalibrationBatches(request.calib_images, batch_size=1)
     calibration = nncf.Dataset(list(batches))
     info: dict[str, Any] = {"tool": f"nncf {nncf.__version__}", "num_images": batches.num_images_used,
-                            "preset": "performance (symmetric)", "fast_bias_correction": True}
-    max_drop = request.options.get("max_accuracy_drop")
-    if max_drop is None:
+                            "preset": "performance (symmetric)", "fast_bias_correction": True, "model_type": None}
+    budget = check_budget(request.options.get("max_accuracy_drop"))
+    labelled = request.val_images is not None and request.val_masks is not None
+    if budget == "off" or not labelled:
         model = nncf.quantize(ov_model, calibration, subset_size=batches.num_images_used)
-        return model, {**info, "method": "nncf.quantize (post-training, min-max statistics + bias correction)"}
-    if request.val_images is None or request.val_masks is None:
-        raise EdgekdError("max_accuracy_drop needs labelled validation images to measure mIoU: pass --data DIR (a dataset with a val split)")
-    meta = request.metadata
+        return model, {**info, "method": "nncf.quantize (post-training, min-max statistics + bias correction)",
+                       "float_layers": float_layers(model)}
+    classes, ignore = _classes(request)
     validation = nncf.Dataset([(img[None], mask[None]) for img, mask in zip(request.val_images, request.val_masks)])
+    drop, drop_type = (0.01, nncf.DropType.RELATIVE) if budget is None else (float(budget) / 100, nncf.DropType.ABSOLUTE)
     model = nncf.quantize_with_accuracy_control(
-        ov_model, calibration, validation, _miou_validation(int(meta["num_classes"]), int(meta.get("ignore_index", 255))),
-        max_drop=float(max_drop), drop_type=nncf.DropType.ABSOLUTE, subset_size=batches.num_images_used,
+        ov_model, calibration, validation, _miou_validation(classes, ignore), max_drop=drop, drop_type=drop_type,
+        subset_size=batches.num_images_used,
+        advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
+            ranking_subset_size=min(RANKING_IMAGES, len(request.val_images)), num_ranking_workers=1),
     )
-    return model, {**info, "method": "nncf.quantize_with_accuracy_control", "max_miou_drop": float(max_drop),
-                   "validation_images": len(request.val_images)}
+    return model, {**info, "method": "nncf.quantize_with_accuracy_control", "max_miou_drop": budget if budget is not None else "1% of FP32",
+                   "validation_images": len(request.val_images), "ranking_images": min(RANKING_IMAGES, len(request.val_images)),
+                   "float_layers": float_layers(model)}
+
+
+def _classes(request: ExportRequest) -> tuple[int, int | None]:
+    meta = request.metadata
+    if request.val_num_classes:
+        return int(request.val_num_classes), request.val_ignore_index
+    return int(meta["num_classes"]), int(meta.get("ignore_index", 255))
+
+
+_WEIGHTED = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData", "MatMul")
+
+
+def float_layers(model: Any) -> list[str]:
+    """Weighted ops (convolutions, matmuls) of an NNCF model whose activation input is not fake-quantised."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in _WEIGHTED:
+            source = op.input_value(0).get_node()
+            if source.get_type_name() != "FakeQuantize":
+                names.append(op.get_friendly_name())
+    return names
+
+
+def gate(fp32_model: Any, int8_model: Any, request: ExportRequest, quant: dict[str, Any]) -> dict[str, Any]:
+    """Measure INT8 vs FP32 (both compiled with the f32 hint) on the labelled images; raise if over budget."""
+    from edgekd.backends.int8_budget import Trial, gate_failure, gate_record, miou_points, resolve_budget
+
+    core = _ov().Core()
+    classes, ignore = _classes(request)
+
+    def score(model: Any) -> float:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        out = compiled.output(0)
+        return miou_points(lambda x: compiled(x)[out], request.val_images, request.val_masks, num_classes=classes, ignore_index=ignore)
+
+    fp32 = score(fp32_model)
+    budget = resolve_budget(request.options.get("max_accuracy_drop"), fp32)
+    miou = score(int8_model)
+    best = Trial(quant["method"], miou, fp32 - miou, quant["float_layers"])
+    if request.log:
+        request.log(f"openvino INT8 [{best.label}]: mIoU {miou:.2f} vs FP32 {fp32:.2f} (drop {best.drop:.2f}, budget {budget.points}); "
+                    f"{len(best.float_layers)} layers in float")
+    if not budget.met(best.drop):
+        raise gate_failure("openvino", budget, best, 1)
+    return gate_record(budget, best, [best], images=len(request.val_images), measured_as="OpenVINO INT8 vs FP32 IR, f32 inference hint")
 
 
 class OpenVinoBackend(Backend):
@@ -89,7 +149,8 @@ class OpenVinoBackend(Backend):
         "denormals_optimization": "CPU_DENORMALS_OPTIMIZATION (flush subnormal floats)",
         "device": "OpenVINO device name (default CPU)",
     }
-    export_options = {"max_accuracy_drop": "INT8 with nncf.quantize_with_accuracy_control, max absolute mIoU drop (0.01 = 1 point)"}
+    export_options = {"max_accuracy_drop": "INT8 accuracy gate (nncf.quantize_with_accuracy_control): max mIoU drop in points "
+                                           "(default 1% of FP32 when labelled images are given; 'off' = plain nncf.quantize)"}
 
     def is_available(self) -> tuple[bool, str]:
         try:
@@ -110,14 +171,18 @@ class OpenVinoBackend(Backend):
             raise converter_error("openvino.convert_model", err, "try --exporter torchscript, or replace that op") from err
         fields: dict[str, Any] = {"runtime_file": MODEL_FILE, "converter": "openvino.convert_model (from ONNX)"}
         if request.precision == "int8":
+            fp32_model = ov_model.clone()
             try:
                 ov_model, quant = quantize_int8(ov_model, request)
             except EdgekdError:
                 raise
             except Exception as err:
-                raise converter_error("nncf", err, "try without --max-accuracy-drop, or more calibration images") from err
+                raise converter_error("nncf", err, "try --max-accuracy-drop off, or more calibration images") from err
+            if quant["method"] == "nncf.quantize_with_accuracy_control":
+                fields["accuracy_gate"] = gate(fp32_model, ov_model, request, quant)
             fields.update(quantization=quant, calibration={"method": quant["method"]},
-                          precision_used="int8 (NNCF FakeQuantize); other ops at the device's inference precision")
+                          precision_used=f"int8 (NNCF FakeQuantize), {len(quant['float_layers'])} weighted layers in float; "
+                                         "other ops at the device's inference precision")
         else:
             fields["precision_used"] = ("fp16 weights (compressed), " if request.precision == "fp16" else "fp32 weights, ") + \
                 "inference precision chosen at compile time"

@@ -47,9 +47,13 @@ def load_sample(root: str | Path, split: str, count: int, size: tuple[int, int],
         pixels.append(np.asarray(image, dtype=np.uint8))
         masks.append(np.asarray(mask, dtype=np.int64))
     info = dataset.info
+    from PIL import Image
+
+    with Image.open(dataset.pairs[indices[0]][0]) as first:
+        native = [first.height, first.width]
     description = {
         "dataset": str(Path(root).expanduser().resolve()), "dataset_name": info.name, "split": split,
         "num_images": n, "available": len(dataset), "selection": f"random without replacement, seed {seed}" if n < len(dataset) else "all",
-        "resized_to": list(size), "images": [Path(dataset.pairs[i][0]).name for i in indices],
+        "native_size": native, "resized_to": list(size), "images": [Path(dataset.pairs[i][0]).name for i in indices],
     }
     return ImageSample(np.stack(pixels), np.stack(masks), info.num_classes, info.ignore_index, description)

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest
 from edgekd.backends.calibration import check_method
+from edgekd.backends.int8_budget import AccuracyGateError
 from edgekd.backends.onnx_export import EXPORTERS, export_onnx
 from edgekd.backends.registry import get_backend, list_backends, nearest
 from edgekd.errors import EdgekdError
@@ -85,6 +86,10 @@ def check_options(options: dict[str, Any], combos: list[tuple[Backend, str]]) ->
             raise EdgekdError(f"export option {key!r} does nothing for backends {', '.join(backends)} ({where})")
     if options.get("max_accuracy_drop") is not None and not any(p == "int8" for _, p in combos):
         raise EdgekdError("--max-accuracy-drop controls INT8 quantisation; add --precision int8")
+    if options.get("max_accuracy_drop") is not None:
+        from edgekd.backends.int8_budget import check_budget
+
+        options["max_accuracy_drop"] = check_budget(options["max_accuracy_drop"])
     return options
 
 
@@ -160,7 +165,7 @@ class _Context:
 def export_checkpoint(
     checkpoint: str | os.PathLike, *, backends: str | list[str], precisions: str | list[str], out_dir: str | os.PathLike,
     calib_dir: str | os.PathLike | None = None, calib_size: int = DEFAULT_CALIB_SIZE, calib_split: str = "train",
-    calib_method: str = "percentile", data_dir: str | os.PathLike | None = None, data_split: str = "val",
+    calib_method: str = "auto", data_dir: str | os.PathLike | None = None, data_split: str = "val",
     parity_images: int = DEFAULT_IMAGES, parity_threshold: float = DEFAULT_THRESHOLD,
     input_size: str | tuple[int, int] | None = None, dynamic_batch: bool = False, force: bool = False,
     arch: str | None = None, num_classes: int | None = None, keep_subnormals: bool = False, exporter: str = "torchscript",
@@ -197,22 +202,28 @@ def export_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".edgekd-work-", dir=root))
     try:
-        paths: list[Path] = []
-        for i, suffix in enumerate(suffixes):  # one pass per input size (the resolution curve), same checkpoint
-            if i:
-                ctx.input_size, ctx.size_note = sizes[i], notes[sizes[i]]
-                ctx.onnx_path = ctx.onnx_info = ctx.calib = ctx.val = ctx.val_images = ctx.reference = None
-                if ctx.size_note:
-                    log(ctx.size_note)
-            ctx.folder_suffix, ctx.size_sweep = suffix, [format_size(s) for s in sizes] if suffix else None
-            _load_images(ctx, combos, calib_dir, calib_size, calib_split, data_dir, data_split, parity_images, log)
-            if any(b.needs_onnx for b, _ in combos):
-                ctx.onnx_path = work / f"model{suffix}.onnx"
-                log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
-                ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
-                                            opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
-            paths += [_export_one(backend, precision, ctx, log) for backend, precision in combos]
-        return paths
+        written: list[Path] = []
+        try:
+            for i, suffix in enumerate(suffixes):  # one pass per input size (the resolution curve), same checkpoint
+                if i:
+                    ctx.input_size, ctx.size_note = sizes[i], notes[sizes[i]]
+                    ctx.onnx_path = ctx.onnx_info = ctx.calib = ctx.val = ctx.val_images = ctx.reference = None
+                    if ctx.size_note:
+                        log(ctx.size_note)
+                ctx.folder_suffix, ctx.size_sweep = suffix, [format_size(s) for s in sizes] if suffix else None
+                _load_images(ctx, combos, calib_dir, calib_size, calib_split, data_dir, data_split, parity_images, log)
+                if any(b.needs_onnx for b, _ in combos):
+                    ctx.onnx_path = work / f"model{suffix}.onnx"
+                    log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
+                    ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
+                                                opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
+                for backend, precision in combos:
+                    written.append(_export_one(backend, precision, ctx, log))
+        except AccuracyGateError:  # an unmet INT8 budget fails the whole export: no artifact from this call stays
+            for path in written:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        return written
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if created_root and root.is_dir() and not any(root.iterdir()):
@@ -264,6 +275,7 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
 
     if any(p == "int8" for _, p in combos):
         ctx.calib = load_sample(calib_dir, calib_split, calib_size, ctx.input_size)
+        _check_calibration(ctx.calib, ctx.meta, ctx.input_size, calib_dir)
         log(f"calibration: {ctx.calib.description['num_images']} images of {calib_dir} [{calib_split}]")
     source = data_dir if data_dir is not None else calib_dir
     if source is None or parity_images < 1:
@@ -283,6 +295,18 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
     ctx.reference = reference_logits(ctx.reference_model, ctx.val_images)
 
 
+def _check_calibration(calib: ImageSample, meta: dict[str, Any], size: tuple[int, int], calib_dir: Any) -> None:
+    """Calibration images must be of the model's task (class count) and of the export's aspect ratio."""
+    model_classes, data_classes = int(meta["num_classes"]), int(calib.num_classes)
+    if not data_classes <= model_classes <= data_classes + 1:  # +1: a model that also predicts the void class
+        raise EdgekdError(f"calibration dataset {calib_dir} has {data_classes} classes but {meta['arch']} predicts {model_classes}: "
+                          "calibrate on images of the task the model was trained for (--calib DIR)")
+    native_h, native_w = calib.description["native_size"]
+    if abs(native_w / native_h - size[1] / size[0]) > 0.05 * size[1] / size[0]:
+        raise EdgekdError(f"calibration images are {native_h}x{native_w} (HxW), the export input is {size[0]}x{size[1]}: resizing "
+                          "would distort them and the INT8 ranges with them; pass images of that aspect ratio, or --input-size to match")
+
+
 def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Path:
     final = ctx.root / f"{backend.name}-{precision}{ctx.folder_suffix}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=ctx.root))
@@ -295,6 +319,8 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             calib_images=ctx.calib.normalized(norm) if ctx.calib and precision == "int8" else None,
             calib_pixels=ctx.calib.pixels if ctx.calib and precision == "int8" else None,
             val_images=ctx.val_images, val_masks=ctx.val.masks if ctx.val else None,
+            val_num_classes=ctx.val.num_classes if ctx.val else None, val_ignore_index=ctx.val.ignore_index if ctx.val else None,
+            log=log,
         )
         fields = backend.export(request)
         calibration = dict(ctx.calib.description, method=ctx.options["calib_method"]) if ctx.calib and precision == "int8" else None
@@ -307,6 +333,8 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             parity={"status": "pending"}, folder=tmp,
         )
         manifest["subnormals_found"] = ctx.subnormals["found"]
+        if precision == "int8" and "accuracy_gate" not in manifest:
+            manifest["accuracy_gate"] = {"status": "not measured", "reason": ctx.parity_reason or "the backend has no INT8 gate"}
         if ctx.size_note:
             manifest["input_size_note"] = ctx.size_note
         manifest["input_size"] = list(ctx.input_size)

@@ -1,0 +1,242 @@
+"""ONNX Runtime INT8 under an accuracy budget: BatchNorm in float, calibration by measurement, sensitive layers in float.
+
+The steps, each measured on the export's labelled validation images against the FP32 graph:
+
+1. ``quant_pre_process`` (shape inference + ORT's basic optimiser, which folds every BatchNorm
+   that follows a convolution). A BatchNorm that survives (CGNet's and ESPNet's BN after a
+   concat + PReLU) is never quantised: ORT would treat its scale as a per-channel weight
+   ("Axis 1 is out-of-range for weight 'b1.bn.weight'") and wreck the class map, so
+   ``BatchNormalization`` is left out of ``op_types_to_quantize`` and runs in float between a
+   DequantizeLinear and a QuantizeLinear.
+2. Each calibration method (MinMax, percentile, entropy — those the image count allows) is
+   calibrated once (ranges cached with ``calibration_cache_path``) and scored; the best is kept.
+3. If the drop is over budget, a sensitivity pass (``onnxruntime.quantization.qdq_loss_debug``)
+   ranks every quantised activation and weight by its own signal-to-quantisation-noise ratio;
+   the nodes around the worst ones are kept in float (``nodes_to_exclude``), 1, 2, 4, … at a
+   time, re-quantised from the cached ranges, until the budget is met or the ranking runs out.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekd.backends.calibration import CalibrationBatches
+from edgekd.backends.int8_budget import Budget, Trial, gate_failure, gate_record, methods_for, miou_points, resolve_budget
+from edgekd.backends.onnx_export import INPUT_NAME, converter_error
+from edgekd.errors import EdgekdError
+
+ORT_METHODS = ("minmax", "percentile", "entropy")
+SENSITIVITY_IMAGES = 2
+
+
+def quantized_op_types() -> list[str]:
+    """Every op type ORT's QDQ quantiser handles, minus BatchNormalization (kept in float)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - {"BatchNormalization"})
+
+
+def prepare(src: Path, dst: Path) -> list[str]:
+    """Shape inference + BatchNorm folding into ``dst``; returns the BatchNorm nodes that stay (in float)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    return [n.name for n in onnx.load(str(dst)).graph.node if n.op_type == "BatchNormalization"]
+
+
+def _reader(batches: CalibrationBatches):
+    from edgekd.backends.onnxruntime import _reader as reader
+
+    return reader(batches)
+
+
+def quantize(prepared: Path, dst: Path, *, method: str, cache: Path, batches: CalibrationBatches | None,
+             exclude: list[str], symmetric: bool = False) -> None:
+    """QDQ INT8 of ``prepared`` into ``dst``; calibrates into ``cache`` the first time, reuses it after."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from edgekd.backends.onnxruntime import collection_stride
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    reader = None if cache.is_file() else _reader(batches)
+    extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
+    if reader is not None:
+        extra["CalibStridedMinMax"] = collection_stride(len(batches))
+    logging.getLogger().setLevel(logging.ERROR)  # ORT logs one warning per excluded node
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=quantized_op_types(), nodes_to_exclude=list(exclude),
+                calibrate_method=methods[method], calibration_cache_path=str(cache), extra_options=extra,
+            )
+    except ValueError as err:
+        if "Too many bins" not in str(err):
+            raise converter_error("onnxruntime.quantization.quantize_static", err, "try another --calib-method") from err
+        raise EdgekdError(f"--calib-method {method} cannot histogram an activation whose values span almost no range "
+                          f"(ONNX Runtime: {err}); typical of untrained weights — use --calib-method minmax") from err
+    except EdgekdError:
+        raise
+    except Exception as err:
+        raise converter_error("onnxruntime.quantization.quantize_static", err, "try another --calib-method") from err
+
+
+def session(path: Path, optimized_path: Path | None = None):
+    """A CPU session as an app would run it (all graph optimisations, subnormals flushed)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def runtime_graph(path: Path, work: Path) -> dict[str, int]:
+    """Op counts of the graph ONNX Runtime really runs: QLinearConv etc. show the QDQ pairs it fused."""
+    import onnx
+
+    optimized = work / "optimized.onnx"
+    session(path, optimized)
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(optimized)).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _groups(prepared: Path, errors: list[tuple[str, float]]) -> list[tuple[str, float, list[str]]]:
+    """(tensor, SQNR dB, quantisable nodes around it) worst first; a node appears in the first group that needs it."""
+    import onnx
+
+    graph = onnx.load(str(prepared)).graph
+    quantized = set(quantized_op_types())
+    producers = {out: n for n in graph.node for out in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    seen: set[str] = set()
+    groups = []
+    for tensor, sqnr in sorted(errors, key=lambda kv: kv[1]):
+        around = ([producers[tensor]] if tensor in producers else []) + consumers.get(tensor, [])
+        nodes = [n.name for n in around if n.op_type in quantized and n.name not in seen]
+        if nodes:
+            seen.update(nodes)
+            groups.append((tensor, round(float(sqnr), 2), nodes))
+    return groups
+
+
+def sensitivity(prepared: Path, qdq: Path, images: np.ndarray, work: Path) -> list[tuple[str, float, list[str]]]:
+    """Quantised activations and weights ranked by their own SQNR (qdq_loss_debug), worst first."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, compute_signal_to_quantization_noice_ratio, compute_weight_error, create_activation_matching,
+        create_weight_matching, modify_model_output_intermediate_tensors,
+    )
+
+    augmented = work / "augmented.onnx"
+    modify_model_output_intermediate_tensors(str(qdq), str(augmented))
+    feeds = [{INPUT_NAME: images[i:i + 1]} for i in range(len(images))]
+    activations = collect_activations(str(augmented), iter(feeds))
+    matching = create_activation_matching(activations)
+    act_err = {name: compute_signal_to_quantization_noice_ratio(m["pre_qdq"], m["post_qdq"]) for name, m in matching.items()}
+    del activations, matching
+    weight_err = compute_weight_error(create_weight_matching(str(prepared), str(qdq)))
+    errors = list(act_err.items()) + list(weight_err.items())
+    return _groups(prepared, [(n, v) for n, v in errors if np.isfinite(v)])
+
+
+def search(src: Path, dst: Path, batches: CalibrationBatches, *, method: str, budget_option: Any,
+           val_images: np.ndarray | None, val_masks: np.ndarray | None, num_classes: int, ignore_index: int | None,
+           symmetric: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """INT8 of ``src`` into ``dst`` within the budget; returns the manifest fields. Raises AccuracyGateError."""
+    log = log or (lambda message: None)
+    methods, skipped = methods_for(method, batches.num_images_used, ORT_METHODS)
+    with tempfile.TemporaryDirectory(prefix="edgekd-ort-int8-") as tmp:
+        work = Path(tmp)
+        prepared = work / "prepared.onnx"
+        float_bn = prepare(src, prepared)
+        labelled = val_images is not None and val_masks is not None and len(val_images) > 0
+        if not labelled:  # no labelled images: one method, no gate (the pipeline records why)
+            quantize(prepared, dst, method=methods[0], cache=work / f"{methods[0]}.cache", batches=batches, exclude=[])
+            return _fields(methods[0], batches, float_bn, [], None, skipped, runtime_graph(dst, work), symmetric)
+
+        def score(path: Path) -> float:
+            s = session(path)
+            name = s.get_inputs()[0].name
+            return miou_points(lambda x: s.run(None, {name: x})[0], val_images, val_masks,
+                               num_classes=num_classes, ignore_index=ignore_index)
+
+        fp32 = score(prepared)
+        budget = resolve_budget(budget_option, fp32)
+        trials: list[Trial] = []
+        for name in methods:
+            out = work / f"{name}.onnx"
+            quantize(prepared, out, method=name, cache=work / f"{name}.cache", batches=batches, exclude=[])
+            miou = score(out)
+            trials.append(Trial(name, miou, fp32 - miou, [], {"method": name}))
+            log(f"onnxruntime INT8 [{name}]: mIoU {miou:.2f} vs FP32 {fp32:.2f} (drop {fp32 - miou:.2f}, budget {budget.points})")
+        best = max(trials, key=lambda t: t.miou)
+        best_path = work / f"{best.label}.onnx"
+        if not budget.met(best.drop):
+            best, best_path, ranking = _exclude_sensitive(prepared, work, batches, best, budget, trials, score, val_images, log)
+            if not budget.met(best.drop):
+                raise gate_failure("onnxruntime", budget, best, len(trials))
+        else:
+            ranking = []
+        dst.write_bytes(best_path.read_bytes())
+        gate = gate_record(budget, best, trials, images=len(val_images), measured_as="ONNX Runtime INT8 vs ONNX Runtime FP32 (same graph)")
+        if ranking:
+            gate["sensitivity"] = [{"tensor": t, "sqnr_db": s, "nodes": n} for t, s, n in ranking[:20]]
+        return _fields(best.details["method"], batches, float_bn, best.float_layers, gate, skipped, runtime_graph(dst, work), symmetric)
+
+
+def _exclude_sensitive(prepared: Path, work: Path, batches: CalibrationBatches, start: Trial, budget: Budget,
+                       trials: list[Trial], score: Callable[[Path], float], val_images: np.ndarray, log: Callable[[str], None]):
+    """Keep the worst-ranked nodes in float, 1, 2, 4, … groups, until the budget is met."""
+    method = start.details["method"]
+    ranking = sensitivity(prepared, work / f"{method}.onnx", val_images[:SENSITIVITY_IMAGES], work)
+    best, best_path = start, work / f"{method}.onnx"
+    limit = max(1, len(ranking) // 2)  # past half the graph in float, it is no longer an INT8 model
+    count = 1
+    while count <= limit:
+        exclude = [node for _, _, nodes in ranking[:count] for node in nodes]
+        out = work / f"{method}-float{count}.onnx"
+        quantize(prepared, out, method=method, cache=work / f"{method}.cache", batches=batches, exclude=exclude)
+        miou = score(out)
+        fp32 = budget.fp32_miou
+        trial = Trial(f"{method}, {len(exclude)} nodes in float", miou, fp32 - miou, exclude, {"method": method, "groups": count})
+        trials.append(trial)
+        log(f"onnxruntime INT8 [{trial.label}]: mIoU {miou:.2f} (drop {fp32 - miou:.2f}, budget {budget.points})")
+        if trial.miou > best.miou or (budget.met(trial.drop) and not budget.met(best.drop)):
+            best, best_path = trial, out
+        if budget.met(trial.drop):
+            best, best_path = trial, out
+            break
+        if count == limit:
+            break
+        count = min(2 * count, limit)
+    return best, best_path, ranking
+
+
+def _fields(method: str, batches: CalibrationBatches, float_bn: list[str], float_layers: list[str], gate: dict[str, Any] | None,
+            skipped: list[str], graph: dict[str, int], symmetric: bool) -> dict[str, Any]:
+    quant = {
+        "method": method, "format": "QDQ", "per_channel": True, "num_images": batches.num_images_used,
+        "activations": "int8 symmetric" if symmetric else "uint8 asymmetric", "weights": "int8 symmetric per-channel",
+        "batchnorm_in_float": float_bn, "float_layers": float_layers, "runtime_graph": graph,
+    }
+    if skipped:
+        quant["methods_not_tried"] = {m: f"fewer calibration images than {m} needs" for m in skipped}
+    fields: dict[str, Any] = {"quantization": quant, "calibration": {"method": method}}
+    if gate is not None:
+        fields["accuracy_gate"] = gate
+    return fields
