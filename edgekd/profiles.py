@@ -25,7 +25,7 @@ import yaml
 from edgekd.errors import EdgekdError
 
 PROFILE_DIR_ENV = "EDGEKD_PROFILE_DIR"
-KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch")
+KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert")
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 OPENVINO_HINTS = ("latency", "throughput", "cumulative_throughput")
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
@@ -300,7 +300,7 @@ def runtime_options_for(profile: DeviceProfile, backend: str) -> dict[str, Any]:
     """
     r = profile.runtime
     opts: dict[str, Any] = {}
-    if r.threads is not None and backend in ("onnxruntime", "openvino", "torch"):
+    if r.threads is not None and backend in ("onnxruntime", "openvino", "torch", "litert"):
         opts["threads"] = r.threads
     if backend == "onnxruntime" and r.denormals_as_zero:
         opts["denormal_as_zero"] = True

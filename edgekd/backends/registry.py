@@ -18,6 +18,7 @@ _BACKENDS: dict[str, str] = {
     "openvino": "edgekd.backends.openvino:OpenVinoBackend",
     "coreml": "edgekd.backends.coreml:CoreMLBackend",
     "tensorrt": "edgekd.backends.tensorrt:TensorRTBackend",
+    "litert": "edgekd.backends.litert:LiteRTBackend",
 }
 _INSTANCES: dict[str, Backend] = {}
 
