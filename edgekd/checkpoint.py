@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,24 +104,113 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
     return path
 
 
-def read_meta(path: str | os.PathLike) -> CheckpointMeta:
-    from safetensors import safe_open
+_SAFETENSORS_FIX = "re-copy or re-save it (a file cut short by a failed copy or a full disk reads like this)"
 
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("edgekd")
+
+def _check_safetensors_file(path: Path) -> None:
+    """Refuse what is not a whole safetensors file before the library reads it, naming what it is instead.
+
+    A safetensors file is an 8-byte little-endian header length, a JSON header of that length
+    and the tensor bytes the header's offsets cover; anything else (an empty file, a pickle or zip
+    renamed ``.safetensors``, a file cut short) gets a one-line error instead of the library's
+    ``header too large`` / ``unexpected EOF``.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file (0 bytes); {_SAFETENSORS_FIX}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"checkpoint {path} is {size} bytes, too short to be safetensors; {_SAFETENSORS_FIX}")
+        header_len = int.from_bytes(head, "little")
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            kind = "a zip (torch.save)" if head[:2] == b"PK" else "a pickle"
+            raise CheckpointError(f"checkpoint {path} is {kind} file named .safetensors; rename it to .pt and pass --arch "
+                                  "(it is then read with weights_only=True), or convert it to safetensors")
+        if header_len > size - 8 or header_len > 100 * 1024 * 1024:
+            raise CheckpointError(f"checkpoint {path} is not a safetensors file (its first 8 bytes do not give a header "
+                                  f"length that fits in its {size} bytes); pass an edgekd .safetensors checkpoint, or {_SAFETENSORS_FIX}")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"checkpoint {path} has a corrupt safetensors header ({err}); {_SAFETENSORS_FIX}") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} has a corrupt safetensors header (not a JSON object); {_SAFETENSORS_FIX}")
+    ends = [int(v["data_offsets"][1]) for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    needed = 8 + header_len + max(ends, default=0)
+    if size < needed:
+        raise CheckpointError(f"checkpoint {path} is truncated: {size} bytes, its header describes {needed}; {_SAFETENSORS_FIX}")
+
+
+def _open_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a checked safetensors file; any read failure is a CheckpointError."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    _check_safetensors_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read as safetensors ({_first_line(err)}); {_SAFETENSORS_FIX}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:200] or type(err).__name__
+
+
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    _check_safetensors_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("edgekd")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read as safetensors ({_first_line(err)}); {_SAFETENSORS_FIX}") from err
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file without edgekd metadata; pass --arch to load it as plain weights")
-    return CheckpointMeta.from_dict(json.loads(raw))
+    try:
+        return CheckpointMeta.from_dict(json.loads(raw))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise CheckpointError(f"{path} has corrupt edgekd metadata ({err}); re-save the checkpoint") from err
+
+
+def _pickle_reason(err: BaseException) -> str:
+    """What torch's weights-only unpickler objected to, without its advice to turn the protection off."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    advice = ("weights_only", "Weights only load failed", "Re-running", "documentation", "trusted source", "torch.serialization")
+    useful = [line for line in lines if not any(a in line for a in advice)]
+    return (useful[0] if useful else "it holds objects other than tensors")[:200]
+
+
+def _torch_load_weights(path: Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one line that never says how to bypass it."""
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} {path} is an empty file (0 bytes); re-copy or re-save it")
+    fix = ("delete it (training then starts afresh) or resume from a train state written by edgekd" if what == "train state"
+           else "Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors")
+    try:
+        with warnings.catch_warnings():  # the unpickler's protocol notice is noise beside the refusal
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{what} {path} refused: it is a pickle that would run code or build non-tensor objects ({_pickle_reason(err)}). "
+            f"{fix}."
+        ) from None
+    except (EOFError, OSError, RuntimeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        raise CheckpointError(f"{what} {path} cannot be read by torch.load ({type(err).__name__}: {_first_line(err)}): "
+                              "it is truncated, corrupt or not a PyTorch file; re-copy or re-save it") from None
 
 
 def _load_third_party_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} refused: it is a pickle that would run code or build non-tensor objects ({str(err).splitlines()[0]}). "
-            "Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors."
-        ) from err
+    obj = _torch_load_weights(path, "checkpoint")
     for key in ("model", "state_dict", "model_state_dict", "net"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -172,19 +262,15 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if path.suffix == ".safetensors" and arch is None:
-        from safetensors.torch import load_file
-
         meta = read_meta(path)
         model = build_model(meta)
         source = str(path) if meta.structure is None else f"{path} (pruned: its structure plan replayed on {meta.arch})"
-        load_state_strict(model, load_file(str(path)), source)
+        load_state_strict(model, _open_safetensors(path)[0], source)
         return model.eval(), meta
     if arch is None:
         raise CheckpointError(f"{path} is not an edgekd checkpoint (.safetensors); name its architecture with --arch")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
+        state = _open_safetensors(path)[0]
     else:
         state = _load_third_party_state(path)
     model = create_model(arch, num_classes=num_classes or _guess_num_classes(arch, state), **arch_kwargs)
@@ -217,9 +303,21 @@ def _guess_num_classes(arch: str, state: dict[str, torch.Tensor]) -> int:
     return int(convs[-1].shape[0])
 
 
+def refuse_overwrite(out: str | os.PathLike, *, force: bool, resume: bool) -> None:
+    """``--out`` naming an existing checkpoint is refused unless ``--force`` (replace) or ``--resume`` (continue)."""
+    out = Path(out)
+    if out.exists() and not (force or resume):
+        raise CheckpointError(f"--out {out} exists; pass --force to overwrite it, --resume to continue its training, "
+                              "or choose another --out")
+
+
 def save_train_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The resume state beside a checkpoint; a file that is not plain tensors and containers is refused."""
+    state = _torch_load_weights(Path(path), "train state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"train state {path} holds a {type(state).__name__}, not a dict; delete it to start afresh")
+    return state

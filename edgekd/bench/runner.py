@@ -23,7 +23,7 @@ from edgekd.errors import EdgekdError
 from edgekd.paths import cache_dir
 from edgekd.profiles import DeviceProfile, runtime_options_for
 from edgekd.results.schema import make_record
-from edgekd.results.store import ResultStore, completed_keys, new_run_id, resolve_resume, run_path
+from edgekd.results.store import ResultStore, check_writable, completed_keys, new_run_id, resolve_resume, run_path
 
 MEASURED = ("host", "backend", "input_size", "batch", "warmup", "iterations", "timed_s", "stopped_by", "latency_ms",
             "fps_sync", "throughput", "e2e", "paced", "load_s", "first_inference_ms", "memory", "peak_memory_mb",
@@ -231,6 +231,7 @@ def run_bench(profile: DeviceProfile, artifact_paths: list[str | Path], opts: Be
     if not cells:
         raise EdgekdError(f"no artifact to benchmark on {profile.name}: " + ("; ".join(notes) or "none found"))
     out_dir = Path(out_dir)
+    check_writable(out_dir / profile.name)  # a read-only results folder is found now, not after the first cell
     run_id = resolve_resume(out_dir, profile.name, run_id) if resume else (run_id or new_run_id())
     if not resume and run_path(out_dir, profile.name, run_id).exists():
         raise EdgekdError(f"run {run_id!r} already exists under {out_dir / profile.name}; pass --resume {run_id} "

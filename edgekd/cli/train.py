@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     p.add_argument("--resume", action="store_true", help="continue from OUT's train state if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT checkpoint (without it, train refuses)")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
     p.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON keyword arguments for the builder, e.g. \'{"width": 0.5}\'')
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -52,7 +53,7 @@ def common_config(args: argparse.Namespace) -> dict:
         data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
         scale_range=args.scale_range, eval_size=args.eval_size, val_images=args.val_images, seed=args.seed,
-        workers=args.workers, device=args.device, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch,
+        workers=args.workers, device=args.device, resume=args.resume, force=args.force, max_steps_per_epoch=args.max_steps_per_epoch,
         arch_kwargs=args.arch_kwargs, train_split=args.train_split, heldout_split=args.heldout_split,
     )
 

@@ -7,9 +7,12 @@ is skipped on reading (with a warning) and terminated before the next append.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,21 +40,80 @@ class ResultStore:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Append one row; on any write failure (a full disk) the file is left exactly as it was."""
         validate_record(record)
-        line = json.dumps(clean_json(record), ensure_ascii=False, allow_nan=False)
+        line = json.dumps(clean_json(record), ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
         new_file = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:
-            if not new_file and f.tell() > 0 and not _ends_with_newline(self.path):
-                f.write(b"\n")  # terminate a line cut short by a killed writer
-            f.write(line.encode("utf-8") + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size > 0 and not _ends_with_newline(self.path):
+                line = b"\n" + line  # terminate a line cut short by a killed writer
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as err:
+                _truncate_back(fd, size)
+                raise ResultWriteError(_write_failure(self.path, err, len(line))) from err
+        finally:
+            os.close(fd)
         if new_file:
             _fsync_dir(self.path.parent)
 
     def read(self) -> tuple[list[dict[str, Any]], list[str]]:
         return read_records(self.path)
+
+
+class ResultWriteError(EdgekdError):
+    """A row could not be appended (disk full, read-only folder); the file is as it was before."""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a short write without an error is retried)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "write returned 0 bytes")
+        view = view[written:]
+
+
+def _truncate_back(fd: int, size: int) -> None:
+    """Cut the file back to ``size`` bytes, dropping any part of a row a failed write left."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass  # nothing more can be done here; a torn last line is skipped on reading and terminated next time
+
+
+def _write_failure(path: Path, err: OSError, needed: int) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+        space = f"; {free:,} bytes are free there" if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    except OSError:
+        space = ""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    return (f"cannot append a result row to {path}: {reason} (the row needs {needed:,} bytes{space}); the file is "
+            "unchanged — free some space, then continue with --resume")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Refuse before any work when ``folder`` (or the nearest existing parent it would be made in) is not writable."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ResultWriteError(f"results folder {folder}: {probe} is not a folder; pass another --out")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".edgekd-write-check-", dir=probe)
+    except OSError as err:
+        raise ResultWriteError(f"results folder {folder} is not writable ({os.strerror(err.errno) if err.errno else err} "
+                               f"in {probe}); fix its permissions or pass another --out") from err
+    os.close(fd)
+    os.unlink(name)
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from edgekd.checkpoint import CheckpointMeta
+from edgekd.checkpoint import CheckpointMeta, refuse_overwrite
 from edgekd.errors import EdgekdError
 from edgekd.evaluate import evaluate_model
 from edgekd.models import create_model
@@ -34,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     resume: bool = False
+    force: bool = False
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     arch_kwargs: dict = field(default_factory=dict)
@@ -135,6 +136,7 @@ def train_supervised(cfg: TrainConfig, progress=None) -> TrainOutcome:
     out = Path(cfg.out)
     if out.suffix != ".safetensors":
         raise EdgekdError(f"--out {cfg.out!r} must end in .safetensors")
+    refuse_overwrite(out, force=cfg.force, resume=cfg.resume)
     seed_everything(cfg.seed)
     runtime = setup_runtime(cfg.device)
     loader, train_set, val_set = build_loaders(cfg, runtime)
