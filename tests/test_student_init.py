@@ -116,3 +116,20 @@ def test_heldout_split_is_reported_every_epoch(synthetic_root, tmp_path):
                                            crop_size=(48, 64), max_steps_per_epoch=1, val_images=2, heldout_split="train"))
     assert 0 <= outcome.history[0]["val_heldout_miou"] <= 1
     assert read_meta(out).metrics["heldout_split"] == "train"
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    from edgekd.checkpoint import _check_safetensors_file
+
+    for pad in range(300):  # find metadata whose header length has low byte 0x80
+        path = tmp_path / "w.safetensors"
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    _check_safetensors_file(path)  # a valid file: no error
+    assert _json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])["__metadata__"]["pad"]
