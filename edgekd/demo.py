@@ -44,6 +44,9 @@ class DemoResult:
 Step = Callable[[str], None]
 
 
+DEMO_INT8_BUDGET = 2.0  # mIoU points
+
+
 def _timed(result: DemoResult, name: str, say: Step):
     class _T:
         def __enter__(self):
@@ -102,8 +105,11 @@ def _export(cfg: DemoConfig, data: Path, checkpoints: list[Path], say: Step) -> 
         if (root / ckpt.stem).is_dir():
             say(f"  reuse {root / ckpt.stem}")
             continue
+        # INT8 budget 2 mIoU points: the demo's students are small and its 8 parity images too few for the
+        # default 1%-of-FP32 gate to tell a real loss from noise (a user's export keeps the default).
         export_checkpoint(ckpt, backends=backends, precisions=["fp32", "int8"], out_dir=root, calib_dir=data,
-                          calib_size=32, data_dir=data, parity_images=8, log=lambda m: say(f"  {ckpt.stem}: {m}"))
+                          calib_size=32, data_dir=data, parity_images=8, options={"max_accuracy_drop": DEMO_INT8_BUDGET},
+                          log=lambda m: say(f"  {ckpt.stem}: {m}"))
         if _want_coreml(cfg) and ckpt.stem.endswith("-kd"):
             export_checkpoint(ckpt, backends=["coreml"], precisions=["fp16"], out_dir=root, data_dir=data,
                               log=lambda m: say(f"  {ckpt.stem}: {m}"))

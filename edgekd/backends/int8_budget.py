@@ -125,4 +125,4 @@ def gate_failure(backend: str, budget: Budget, best: Trial, tried: int) -> Accur
         f"{backend} INT8 cannot meet --max-accuracy-drop {budget.points:g} mIoU points ({budget.rule}): best drop "
         f"{best.drop:.2f} points ({best.miou:.2f} vs FP32 {budget.fp32_miou:.2f}) after {tried} configurations, "
         f"with {len(best.float_layers)} layers kept in float [{layers or 'none'}]; no artifact written — raise the budget, "
-        "fine-tune with `edgekd qat`, or export fp32/fp16")
+        "keep the model in fp32/fp16, or fine-tune it with quantisation-aware training")
