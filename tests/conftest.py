@@ -25,3 +25,18 @@ def synthetic_root(tmp_path_factory) -> Path:
     from edgekd.data import generate_synthetic_dataset
 
     return generate_synthetic_dataset(tmp_path_factory.mktemp("synth") / "ds", num_train=12, num_val=4, size=(64, 96), seed=0)
+
+
+# A one-epoch, few-step run: enough to exercise the trainers on the tiny synthetic dataset.
+SMALL_RUN = dict(epochs=1, batch_size=2, crop_size=(48, 64), max_steps_per_epoch=2, val_images=2, seed=0, kd_metric_images=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(synthetic_root, tmp_path_factory) -> Path:
+    """A unet_tiny checkpoint trained for a few steps: the teacher (or init) of the distillation tests."""
+    from edgekd.training import TrainConfig, train_supervised
+
+    out = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
+    train_supervised(TrainConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), epochs=1, batch_size=2,
+                                 crop_size=(48, 64), max_steps_per_epoch=3, val_images=2))
+    return out

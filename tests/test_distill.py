@@ -16,15 +16,14 @@ from edgekd.training.multi_teacher import mix_teacher_logits
 from edgekd.training.recipe import load_recipe
 from edgekd.training.teacher_cache import build_or_open_cache
 
-SMALL = dict(epochs=1, batch_size=2, crop_size=(48, 64), max_steps_per_epoch=2, val_images=2, seed=0, kd_metric_images=2)
+from conftest import SMALL_RUN
+
+SMALL = SMALL_RUN
 
 
 @pytest.fixture(scope="module")
-def teacher_ckpt(synthetic_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
-    train_supervised(TrainConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), epochs=1, batch_size=2,
-                                 crop_size=(48, 64), max_steps_per_epoch=3, val_images=2))
-    return out
+def teacher_ckpt(tiny_teacher):
+    return tiny_teacher
 
 
 def test_distill_records_provenance_and_kd_metrics(synthetic_root, teacher_ckpt, tmp_path):

@@ -14,45 +14,37 @@ from edgekd.training import TrainConfig, train_supervised
 from edgekd.training.augment import PhotometricAugment, cutmix
 from edgekd.training.distill import DistillConfig, distill
 
-from conftest import CAMVID, require_shared
+from conftest import CAMVID, SMALL_RUN, require_shared
 
-SMALL = dict(epochs=1, batch_size=2, crop_size=(48, 64), max_steps_per_epoch=2, val_images=2, seed=0, kd_metric_images=2)
-
-
-@pytest.fixture(scope="module")
-def parent(synthetic_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("parent") / "parent.safetensors"
-    train_supervised(TrainConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), epochs=1, batch_size=2,
-                                 crop_size=(48, 64), max_steps_per_epoch=2, val_images=2))
-    return out
+SMALL = SMALL_RUN
 
 
-def test_init_starts_from_the_weights_and_records_their_sha(synthetic_root, parent, tmp_path):
+def test_init_starts_from_the_weights_and_records_their_sha(synthetic_root, tiny_teacher, tmp_path):
     out = tmp_path / "ft.safetensors"
-    # lr tiny: after a step the weights must still be those of the parent, to within the update
-    cfg = DistillConfig(arch=None, data=str(synthetic_root), out=str(out), teachers=[str(parent)], init=str(parent),
+    # lr tiny: after a step the weights must still be those of the tiny_teacher, to within the update
+    cfg = DistillConfig(arch=None, data=str(synthetic_root), out=str(out), teachers=[str(tiny_teacher)], init=str(tiny_teacher),
                         losses=["ce", "kd(tau=1):1"], lr=1e-9, **SMALL)
     distill(cfg)
     meta = read_meta(out)
-    assert meta.arch == "unet_tiny" and meta.init["sha256"] == sha256_file(parent)
-    start, _ = load_checkpoint(parent)
+    assert meta.arch == "unet_tiny" and meta.init["sha256"] == sha256_file(tiny_teacher)
+    start, _ = load_checkpoint(tiny_teacher)
     tuned, _ = load_checkpoint(out)
     diffs = [float((a - b).abs().max()) for (k, a), b in zip(start.state_dict().items(), tuned.state_dict().values())
              if a.is_floating_point() and "running" not in k]
     assert max(diffs) < 1e-5
 
 
-def test_init_of_another_architecture_names_the_mismatched_keys(synthetic_root, parent, tmp_path):
+def test_init_of_another_architecture_names_the_mismatched_keys(synthetic_root, tiny_teacher, tmp_path):
     cfg = DistillConfig(arch="fast_scnn", data=str(synthetic_root), out=str(tmp_path / "x.safetensors"),
-                        init=str(parent), losses=["ce"], **SMALL)
+                        init=str(tiny_teacher), losses=["ce"], **SMALL)
     with pytest.raises(CheckpointError, match=r"missing: .*unexpected: "):
         distill(cfg)
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_resolution_distillation_runs_the_student_at_its_own_size(synthetic_root, parent, tmp_path):
+def test_resolution_distillation_runs_the_student_at_its_own_size(synthetic_root, tiny_teacher, tmp_path):
     out = tmp_path / "small.safetensors"
-    cfg = DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), teachers=[str(parent)], init=str(parent),
+    cfg = DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), teachers=[str(tiny_teacher)], init=str(tiny_teacher),
                         losses=["ce", "kd(tau=1):1"], cache="off", student_size=(32, 48), color_jitter=0.3, cutmix=1.0, **SMALL)
     distill(cfg)
     meta = read_meta(out)
@@ -60,8 +52,8 @@ def test_resolution_distillation_runs_the_student_at_its_own_size(synthetic_root
     assert meta.trained_with["augment"]["cutmix"] == 1.0
 
 
-def test_function_matching_augments_need_a_live_teacher(synthetic_root, parent, tmp_path):
-    cfg = DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(tmp_path / "c.safetensors"), teachers=[str(parent)],
+def test_function_matching_augments_need_a_live_teacher(synthetic_root, tiny_teacher, tmp_path):
+    cfg = DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(tmp_path / "c.safetensors"), teachers=[str(tiny_teacher)],
                         losses=["ce", "kd:1"], cache="on", color_jitter=0.2, cache_dir=str(tmp_path / "cache"), **SMALL)
     with pytest.raises(EdgekdError, match="--cache off"):
         distill(cfg)
