@@ -17,7 +17,23 @@ from edgekd.errors import EdgekdError
 IMAGE_SIZE = (96, 128)  # H×W of the synthetic scenes and of every exported model
 TEACHER = ("deeplabv3_resnet", {"depth": 18, "width": 32, "output_stride": 16})
 STUDENTS = ("unet_tiny", "lraspp_mobilenetv3_small")
-KD_LOSSES = ["ce", "kd:1", "cwd:2"]
+
+
+@dataclass(frozen=True)
+class StudentRecipe:
+    """How the demo's students are trained (docs/distillation.md, "The demo's recipe", says how it was
+    chosen; ``tools/demo_kd_check.py`` re-checks a recipe over several seeds).
+
+    ``supervised`` terms are shared by the KD student and its no-KD twin; ``kd`` terms (those that
+    need the teacher) are the KD student's only.
+    """
+
+    supervised: tuple[str, ...] = ("ce",)
+    kd: tuple[str, ...] = ("kd:1", "cwd:2")
+    temperature: float = 4.0
+    teacher_tta: str | None = None
+    class_weights: str | None = None
+    lr: float = 0.05
 
 
 @dataclass
@@ -31,6 +47,7 @@ class DemoConfig:
     bench_seconds: float = 1.0
     seed: int = 0
     coreml: str = "auto"  # auto | on | off
+    recipe: StudentRecipe = field(default_factory=StudentRecipe)
 
 
 @dataclass
@@ -39,6 +56,51 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     pick: str = ""
     table: object = None  # the comparison DataFrame
+    kd_pairs: list["KDPair"] = field(default_factory=list)
+
+
+HELDOUT_SPLIT = "val"  # synthetic images drawn from their own random stream; no training step ever sees them
+
+
+@dataclass(frozen=True)
+class KDPair:
+    """A KD student and its no-KD twin (same arch, seed, schedule, augmentation), scored in PyTorch
+    FP32 on every image of the held-out split at the end of training."""
+
+    student: str
+    no_kd_miou: float
+    kd_miou: float
+    images: int
+
+    @property
+    def delta_points(self) -> float:
+        return 100.0 * (self.kd_miou - self.no_kd_miou)
+
+
+def kd_pairs(checkpoints: list[Path]) -> list[KDPair]:
+    """Pair ``ARCH-baseline`` with ``ARCH-kd`` checkpoints, in the order given."""
+    from edgekd.checkpoint import read_meta
+
+    by_stem = {p.stem: p for p in checkpoints}
+    pairs = []
+    for stem, path in by_stem.items():
+        if not stem.endswith("-kd") or f"{stem[:-3]}-baseline" not in by_stem:
+            continue
+        kd, base = read_meta(path).metrics, read_meta(by_stem[f"{stem[:-3]}-baseline"]).metrics
+        if kd.get("images") != base.get("images"):
+            raise EdgekdError(f"{stem} was scored on {kd.get('images')} images, its twin on {base.get('images')}; rerun the demo in a new --out")
+        pairs.append(KDPair(stem[:-3], float(base["miou"]), float(kd["miou"]), int(kd["images"])))
+    return pairs
+
+
+def kd_pairs_markdown(pairs: list[KDPair], split: str = HELDOUT_SPLIT) -> str:
+    """The KD-vs-no-KD table, naming the split it was measured on."""
+    images = pairs[0].images if pairs else 0
+    lines = [f"KD students vs their no-KD twins, mIoU (%) on the held-out synthetic split '{split}' "
+             f"({images} images no training step saw; PyTorch FP32; same seed, schedule and augmentation)", "",
+             "| student | no KD | KD | Δ (points) |", "|---|---:|---:|---:|"]
+    lines += [f"| {p.student} | {100 * p.no_kd_miou:.2f} | {100 * p.kd_miou:.2f} | {p.delta_points:+.2f} |" for p in pairs]
+    return "\n".join(lines) + "\n"
 
 
 Step = Callable[[str], None]
@@ -73,20 +135,38 @@ def _train_teacher(cfg: DemoConfig, data: Path, say: Step, progress) -> Path:
     return out
 
 
-def _train_students(cfg: DemoConfig, data: Path, teacher: Path, progress) -> list[Path]:
-    from edgekd.training.distill import DistillConfig, distill
+def student_configs(cfg: DemoConfig, data: Path, teacher: Path) -> list[tuple["DistillConfig", "DistillConfig"]]:
+    """(no-KD twin, KD student) per student arch.
 
-    common = dict(data=str(data), epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=0.05, crop_size=IMAGE_SIZE,
-                  scale_range=(0.75, 1.5), seed=cfg.seed, resume=True)
-    outs = []
+    The twin runs through the same trainer with the same seed, schedule, augmentation and
+    supervised terms; it only lacks the teacher terms (``recipe.kd``), so the pair's difference is
+    what distillation adds.
+    """
+    from edgekd.training.distill import DistillConfig
+
+    r = cfg.recipe
+    common = dict(data=str(data), epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=r.lr, crop_size=IMAGE_SIZE,
+                  scale_range=(0.75, 1.5), seed=cfg.seed, resume=True, class_weights=r.class_weights)
+    pairs = []
     for arch in STUDENTS:
         base = cfg.out / "checkpoints" / f"{arch}-baseline.safetensors"
-        # the no-KD baseline runs through the same trainer (same augmentation), cross-entropy only
-        distill(DistillConfig(arch=arch, out=str(base), losses=["ce"], **common), progress=progress)
         kd = cfg.out / "checkpoints" / f"{arch}-kd.safetensors"
-        distill(DistillConfig(arch=arch, out=str(kd), teachers=[str(teacher)], losses=KD_LOSSES, temperature=4.0,
-                              cache_dir=str(cfg.out / "teacher_cache"), **common), progress=progress)
-        outs += [base, kd]
+        pairs.append((
+            DistillConfig(arch=arch, out=str(base), losses=list(r.supervised), **common),
+            DistillConfig(arch=arch, out=str(kd), teachers=[str(teacher)], losses=[*r.supervised, *r.kd],
+                          temperature=r.temperature, teacher_tta=r.teacher_tta, cache_dir=str(cfg.out / "teacher_cache"), **common),
+        ))
+    return pairs
+
+
+def _train_students(cfg: DemoConfig, data: Path, teacher: Path, progress) -> list[Path]:
+    from edgekd.training.distill import distill
+
+    outs = []
+    for twin, student in student_configs(cfg, data, teacher):
+        for run in (twin, student):
+            distill(run, progress=progress)
+            outs.append(Path(run.out))
     return outs
 
 
@@ -147,12 +227,11 @@ def _compare(cfg: DemoConfig, results: Path, say: Step):
     return df, table, report, pick
 
 
-def run_demo(cfg: DemoConfig, say: Step = print, progress=None) -> DemoResult:
-    """Run every step; ``say`` prints progress lines (rich markup allowed)."""
+def train_demo_models(cfg: DemoConfig, result: DemoResult, say: Step = print, progress=None) -> list[Path]:
+    """Data, teacher and the student pairs (the part of the demo a recipe changes); fills ``result``."""
     from edgekd.data import generate_synthetic_dataset
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    result = DemoResult()
     with _timed(result, "synthetic data", say):
         data = cfg.out / "data"
         if not (data / "dataset.yaml").is_file():
@@ -163,6 +242,17 @@ def run_demo(cfg: DemoConfig, say: Step = print, progress=None) -> DemoResult:
     with _timed(result, "students with and without KD", say):
         students = _train_students(cfg, data, result.paths["teacher"], progress)
         result.paths["checkpoints"] = students[0].parent
+        result.kd_pairs = kd_pairs(students)
+        result.paths["kd_vs_no_kd"] = cfg.out / "kd_vs_no_kd.md"
+        result.paths["kd_vs_no_kd"].write_text(kd_pairs_markdown(result.kd_pairs))
+    return students
+
+
+def run_demo(cfg: DemoConfig, say: Step = print, progress=None) -> DemoResult:
+    """Run every step; ``say`` prints progress lines (rich markup allowed)."""
+    result = DemoResult()
+    students = train_demo_models(cfg, result, say, progress)
+    data = result.paths["data"]
     with _timed(result, "export", say):
         result.paths["artifacts"] = _export(cfg, data, students, say)
     with _timed(result, "bench on host", say):

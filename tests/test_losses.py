@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from edgekd.distill import kd_metrics
 from edgekd.distill.losses import (
     AttentionTransferLoss, BoundaryKDLoss, ChannelWiseLoss, CrossEntropyLoss, CrossImageRelationLoss,
-    DISTLoss, FitNetLoss, PairwiseAffinityLoss, PixelKDLoss, boundary_band,
+    DISTLoss, FitNetLoss, OHEMCrossEntropyLoss, PairwiseAffinityLoss, PixelKDLoss, boundary_band,
 )
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -350,6 +350,7 @@ def _gradcheck_cases():
         "dist": (DISTLoss(tau=2.0), logit_shape, lambda s, m: m(s, t_logits, labels)),
         "bkd": (BoundaryKDLoss(width=1), logit_shape, lambda s, m: m(s, t_logits, labels)),
         "ce": (CrossEntropyLoss(class_weights=[1, 2, 3]), logit_shape, lambda s, m: m(s, labels)),
+        "ohem": (OHEMCrossEntropyLoss(thresh=0.6, min_kept=4, class_weights=[1, 2, 3]), logit_shape, lambda s, m: m(s, labels)),
         "cwd_logits": (ChannelWiseLoss(tau=2.0), logit_shape, lambda s, m: m(s, t_logits)),
         "cwd_features": (ChannelWiseLoss(2, 4), feat_shape, lambda s, m: m(s, feat_t)),
         "fitnet": (FitNetLoss(2, 4), feat_shape, lambda s, m: m(s, feat_t)),
@@ -397,7 +398,7 @@ from edgekd.distill import (  # noqa: E402
 from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.models.base import SegmentationModel  # noqa: E402
 
-ALL_NAMES = ["at", "bkd", "ce", "cirkd", "cwd", "dist", "fitnet", "kd", "skd"]
+ALL_NAMES = ["at", "bkd", "ce", "cirkd", "cwd", "dist", "fitnet", "kd", "ohem", "skd"]
 
 
 def test_registry_lists_every_loss_and_refuses_duplicates():
@@ -432,7 +433,7 @@ def test_spec_list_splits_outside_parentheses():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("kdd:1", r"unknown loss 'kdd'\. Did you mean 'kd'\? Valid names: at, bkd, ce, cirkd, cwd, dist, fitnet, kd, skd"),
+        ("kdd:1", r"unknown loss 'kdd'\. Did you mean 'kd'\? Valid names: at, bkd, ce, cirkd, cwd, dist, fitnet, kd, ohem, skd"),
         ("fitnett@stage3", "Did you mean 'fitnet'"),
         ("kd:abc", "weight 'abc' is not a number"),
         ("kd:-1", "must be a finite number >= 0"),

@@ -40,4 +40,21 @@ def run(args: argparse.Namespace) -> int:
 
     print_terminal(result.table, console if console.is_terminal else Console(width=200))
     console.print("Pick for host: " + result.pick, markup=False, soft_wrap=True)
+    _print_kd_pairs(console, result.kd_pairs)
     return 0
+
+
+def _print_kd_pairs(console, pairs) -> None:
+    """Last thing on screen: did distillation help, on images no training step saw?"""
+    from rich.table import Table
+
+    from edgekd.demo import HELDOUT_SPLIT
+
+    images = pairs[0].images if pairs else 0
+    table = Table(title=f"KD vs no-KD twin: mIoU (%) on the held-out synthetic split '{HELDOUT_SPLIT}' ({images} images, "
+                        "never trained on; PyTorch FP32; same seed and schedule)")
+    for column in ("student", "no KD", "KD", "Δ points"):
+        table.add_column(column, justify="left" if column == "student" else "right")
+    for p in pairs:
+        table.add_row(p.student, f"{100 * p.no_kd_miou:.2f}", f"{100 * p.kd_miou:.2f}", f"{p.delta_points:+.2f}")
+    console.print(table)

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resolution distillation: the student runs at HxW, teacher and labels at the crop size (val at HxW too)")
     p.add_argument("--color-jitter", type=float, default=0.0, help="function matching: brightness/contrast/saturation jitter (live teacher)")
     p.add_argument("--cutmix", type=float, default=0.0, help="function matching: CutMix probability per batch (live teacher)")
+    p.add_argument("--class-weights", choices=["enet", "median"], default=None,
+                   help="class-balanced ce/ohem: weights from the train labels, 1/ln(1.02+p) (enet) or median frequency")
+    p.add_argument("--teacher-tta", default=None,
+                   help="stronger teacher targets: logits averaged over views, e.g. flip or flip,scales=0.75,1.25 (cached)")
     add_train_arguments(p)
     for action in p._actions:  # --arch is --student here; --data/--out may come from a recipe
         if action.dest in ("arch", "data", "out"):
@@ -49,6 +53,7 @@ def _config_from_args(args):
         teacher_mixing=args.teacher_mixing, losses=args.loss or ["ce", "kd"], temperature=args.temperature,
         cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size, init=args.init, init_arch=args.init_arch,
         student_size=args.student_size, color_jitter=args.color_jitter, cutmix=args.cutmix,
+        class_weights=args.class_weights, teacher_tta=args.teacher_tta,
     )
 
 

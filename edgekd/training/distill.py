@@ -19,11 +19,13 @@ from edgekd.checkpoint import load_checkpoint, sha256_file
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.training.augment import JointAugment, PhotometricAugment, cutmix
+from edgekd.training.class_balance import check_method, class_weights_for
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
 from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
 from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, train_loader, wrap_ddp
 from edgekd.training.teacher_cache import build_or_open_cache
+from edgekd.training.teacher_tta import TeacherTTA, tta_logits
 
 
 @dataclass
@@ -46,6 +48,10 @@ class DistillConfig(TrainConfig):
     # Function matching (live teacher only): colour jitter strength and CutMix probability per batch.
     color_jitter: float = 0.0
     cutmix: float = 0.0
+    # Class-balanced CE/OHEM: weights computed once from the train split's labels ("enet" or "median").
+    class_weights: str | None = None
+    # Stronger teacher targets: logits averaged over flip / scales ("flip", "flip,scales=0.75,1.25").
+    teacher_tta: str | None = None
 
 
 class _FeatureForward(torch.nn.Module):
@@ -109,6 +115,9 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     out = Path(cfg.out)
     if out.suffix != ".safetensors":
         raise EdgekdError(f"--out {cfg.out!r} must end in .safetensors")
+    tta = TeacherTTA.parse(cfg.teacher_tta)
+    if cfg.class_weights is not None:
+        check_method(cfg.class_weights)
     seed_everything(cfg.seed)
     runtime = setup_runtime(cfg.device)
     if cfg.student_size is not None and cfg.eval_size is None:
@@ -119,14 +128,17 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     student, init = build_student(cfg, info)
     student = student.to(runtime.device)
     teachers = load_teachers(cfg, runtime.device) if cfg.teachers else []
+    balance = class_weights_for(train_set, cfg.class_weights) if cfg.class_weights else None
     objective = build_objective(
         cfg.losses, student=student, teacher=teachers[0].model if teachers else None, temperature=cfg.temperature,
-        ignore_index=info.ignore_index,
+        ignore_index=info.ignore_index, class_weights=balance["values"] if balance else None,
     ).to(runtime.device)
     if objective.needs_teacher and not teachers:
         raise EdgekdError(f"losses {', '.join(cfg.losses)} need a teacher: pass --teacher CKPT")
     if not objective.needs_teacher:
         teachers = []  # a CE-only run: the no-KD baseline with exactly the distillation data pipeline
+        if tta is not None:
+            raise EdgekdError(f"--teacher-tta {cfg.teacher_tta} needs a teacher term among the losses ({', '.join(cfg.losses)})")
     _check_classes(teachers, info.num_classes)
     use_cache = bool(teachers) and _decide_cache(cfg, objective, teachers)
     if use_cache and (cfg.color_jitter > 0 or cfg.cutmix > 0):
@@ -134,9 +146,11 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     cache = None
     if use_cache:
         cache = [build_or_open_cache(t.model, t.model.normalization, train_set, teacher_sha=t.sha256,
-                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None, progress=progress) for t in teachers]
+                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None, progress=progress, tta=tta)
+                 for t in teachers]
     meta = base_meta(cfg, student, train_set, method="distill" if teachers else "supervised")
     meta.trained_with.update(_provenance(cfg, teachers, objective, use_cache, cache))
+    meta.trained_with.update({"class_weights": balance, "teacher_tta": None if tta is None else tta.to_dict()})
     if init is not None:
         meta.arch, meta.arch_kwargs, meta.structure = init.arch, dict(init.arch_kwargs), init.structure
         meta.init = {"path": Path(cfg.init).name, "sha256": sha256_file(cfg.init), "arch": init.arch,
@@ -149,7 +163,7 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
         return unwrap_ddp(m).student
 
     loss_fn = _make_loss_fn(cfg, runtime, student_norm=student.normalization, teachers=teachers,
-                            objective=objective, cache=cache, ignore_index=info.ignore_index)
+                            objective=objective, cache=cache, ignore_index=info.ignore_index, tta=tta)
     loader = _loader(cfg, train_set, runtime)
     outcome = run_loop(
         model=trainable, extra_modules=objective, loss_fn=loss_fn, train_loader=loader,
@@ -219,7 +233,7 @@ def _loader(cfg: DistillConfig, train_set, runtime: Runtime) -> DataLoader:
     return train_loader(_Indexed(train_set), cfg, runtime)
 
 
-def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ignore_index):
+def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ignore_index, tta=None):
     augment = JointAugment(tuple(cfg.crop_size), tuple(cfg.scale_range), ignore_index=ignore_index)
     photometric = PhotometricAugment(cfg.color_jitter)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -231,8 +245,14 @@ def _make_loss_fn(cfg, runtime, *, student_norm, teachers, objective, cache, ign
         return F.interpolate(images, size=tuple(cfg.student_size), mode="bilinear", align_corners=False)
 
     def teacher_targets(images):
-        outs = [t.model.forward_features(t.model.normalization.apply(images)) for t in teachers]
-        return mix_teacher_logits([o[0] for o in outs], cfg.teacher_weights, cfg.teacher_mixing), outs[0][1]
+        """Live teachers: features from the plain view; logits averaged over the TTA views when asked."""
+        xs = [t.model.normalization.apply(images) for t in teachers]
+        if tta is not None and not objective.uses_teacher_features:
+            return mix_teacher_logits([tta_logits(t.model, x, tta) for t, x in zip(teachers, xs)],
+                                      cfg.teacher_weights, cfg.teacher_mixing), None
+        outs = [t.model.forward_features(x) for t, x in zip(teachers, xs)]
+        logits = [o[0] for o in outs] if tta is None else [tta_logits(t.model, x, tta) for t, x in zip(teachers, xs)]
+        return mix_teacher_logits(logits, cfg.teacher_weights, cfg.teacher_mixing), outs[0][1]
 
     def loss_fn(model, batch):
         images, masks, index = batch

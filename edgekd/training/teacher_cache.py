@@ -1,8 +1,8 @@
 """Teacher-logit cache: compute a frozen teacher's logits once per image, reuse them every epoch.
 
 Stored as one float16 memory-mapped array (N×C×H×W) per (teacher sha256, dataset split hash,
-image size) with a JSON index of image paths, so several students distilled from the same
-teacher share it. Valid only when the teacher is frozen and only its logits are used; feature
+image size, teacher test-time augmentation) with a JSON index of image paths, so several
+students distilled from the same teacher share it. Valid only when the teacher is frozen and only its logits are used; feature
 losses need the live teacher.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgekd.checkpoint import atomic_write
+from edgekd.training.teacher_tta import TeacherTTA, tta_logits
 
 
 def default_cache_dir() -> Path:
@@ -34,18 +35,24 @@ class TeacherCache:
         return torch.from_numpy(np.asarray(self.logits[indices.numpy()], dtype=np.float32))
 
 
-def cache_key(teacher_sha: str, split_hash: str, size: tuple[int, int], num_classes: int) -> str:
-    return f"{teacher_sha[:16]}-{split_hash[:16]}-{size[0]}x{size[1]}-c{num_classes}"
+def cache_key(
+    teacher_sha: str, split_hash: str, size: tuple[int, int], num_classes: int, tta: TeacherTTA | None = None
+) -> str:
+    """Folder name of one cache; the plain teacher keeps the key it had before TTA existed."""
+    key = f"{teacher_sha[:16]}-{split_hash[:16]}-{size[0]}x{size[1]}-c{num_classes}"
+    return key if tta is None else f"{key}-tta-{tta.tag}"
 
 
 @torch.inference_mode()
 def build_or_open_cache(
-    teacher: nn.Module, normalization, dataset, *, teacher_sha: str, cache_dir: Path | None = None, progress=None
+    teacher: nn.Module, normalization, dataset, *, teacher_sha: str, cache_dir: Path | None = None, progress=None,
+    tta: TeacherTTA | None = None,
 ) -> TeacherCache:
-    """Open the cache for (teacher, dataset) or compute it. ``dataset`` yields same-size images."""
+    """Open the cache for (teacher, dataset, tta) or compute it. ``dataset`` yields same-size images;
+    with ``tta`` the cached logits are the teacher's averaged over flip/scales (``teacher_tta``)."""
     image0, _ = dataset[0]
     size = tuple(image0.shape[-2:])
-    key = cache_key(teacher_sha, dataset.split_hash(), size, teacher.num_classes)
+    key = cache_key(teacher_sha, dataset.split_hash(), size, teacher.num_classes, tta)
     root = (cache_dir or default_cache_dir()) / key
     data_file = root / "logits.f16"
     index_file = root / "index.json"
@@ -66,7 +73,7 @@ def build_or_open_cache(
             image, _ = dataset[i]
             if tuple(image.shape[-2:]) != size:
                 raise ValueError(f"teacher cache needs same-size images: item {i} is {tuple(image.shape[-2:])}, item 0 {size}")
-            array[i] = teacher(normalization.apply(image[None]))[0].numpy().astype(np.float16)
+            array[i] = tta_logits(teacher, normalization.apply(image[None]), tta)[0].numpy().astype(np.float16)
             if progress:
                 progress.update(task, advance=1)
         array.flush()
@@ -76,6 +83,7 @@ def build_or_open_cache(
         torch.set_flush_denormal(False)
         if tmp.exists():
             tmp.unlink()
-    index = {"shape": list(shape), "teacher_sha256": teacher_sha, "images": [str(p[0]) for p in dataset.pairs]}
+    index = {"shape": list(shape), "teacher_sha256": teacher_sha, "tta": None if tta is None else tta.to_dict(),
+             "images": [str(p[0]) for p in dataset.pairs]}
     atomic_write(index_file, lambda t: Path(t).write_text(json.dumps(index)))
     return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), time.perf_counter() - t0)

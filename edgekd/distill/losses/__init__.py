@@ -4,7 +4,8 @@
 * ``feature``    — ``fitnet`` (FitNet hint), ``at`` (attention transfer), ``cwd`` (channel-wise)
 * ``relation``   — ``skd`` (SKD pair-wise affinity), ``cirkd`` (CIRKD cross-image relations)
 * ``boundary``   — ``bkd`` (boundary-aware KD, band + body)
-* ``supervised`` — ``ce`` (cross-entropy with the ground truth)
+* ``supervised`` — ``ce`` (cross-entropy with the ground truth, optionally class-balanced),
+  ``ohem`` (cross-entropy on the hard pixels)
 * ``spec`` / ``combine`` — the "name(opts)@feature:weight" spec language, the loss registry
   and ``DistillationObjective``
 * ``kd_metrics`` — metrics that judge a distillation run (KL, correlation, E_s/E_t, P_t/P_s)
@@ -25,7 +26,7 @@ from edgekd.distill.losses.feature import AttentionTransferLoss, ChannelWiseLoss
 from edgekd.distill.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
 from edgekd.distill.losses.response import DISTLoss, PixelKDLoss
 from edgekd.distill.losses.spec import LossSpec, parse_specs
-from edgekd.distill.losses.supervised import CrossEntropyLoss
+from edgekd.distill.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss, class_weights_from_counts
 
 __all__ = [
     "AttentionTransferLoss",
@@ -40,10 +41,12 @@ __all__ = [
     "LossContext",
     "LossEntry",
     "LossSpec",
+    "OHEMCrossEntropyLoss",
     "PairwiseAffinityLoss",
     "PixelKDLoss",
     "boundary_band",
     "build_loss",
+    "class_weights_from_counts",
     "get_loss_entry",
     "kd_metrics",
     "list_losses",

@@ -25,7 +25,7 @@ from edgekd.distill.losses.feature import AttentionTransferLoss, ChannelWiseLoss
 from edgekd.distill.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
 from edgekd.distill.losses.response import DISTLoss, PixelKDLoss
 from edgekd.distill.losses.spec import LossSpec, parse_specs
-from edgekd.distill.losses.supervised import CrossEntropyLoss
+from edgekd.distill.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss
 from edgekd.errors import EdgekdError
 
 ModelOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, torch.Tensor] | None]
@@ -94,9 +94,14 @@ def _channels(ctx: LossContext) -> dict:
     return {"student_channels": ctx.student_channels, "teacher_channels": ctx.teacher_channels}
 
 
-register_loss("ce", CrossEntropyLoss, inputs=["logits"], needs_teacher=False,
-              context=lambda c: {"ignore_index": c.ignore_index, "class_weights": c.class_weights},
-              summary="cross-entropy with the ground truth (ignore index, optional class weights)")
+def _labels(ctx: LossContext) -> dict:
+    return {"ignore_index": ctx.ignore_index, "class_weights": ctx.class_weights}
+
+
+register_loss("ce", CrossEntropyLoss, inputs=["logits"], needs_teacher=False, context=_labels,
+              summary="cross-entropy with the ground truth (ignore index, class weights from --class-weights)")
+register_loss("ohem", OHEMCrossEntropyLoss, inputs=["logits"], needs_teacher=False, context=_labels,
+              summary="OHEM cross-entropy: only pixels with true-class probability < thresh, at least min_kept per batch")
 register_loss("kd", PixelKDLoss, inputs=["logits"], context=_ignore, follows_temperature=True,
               summary="pixel-wise KD: tau^2 * KL(teacher || student) over non-ignored pixels")
 register_loss("dist", DISTLoss, inputs=["logits"], context=_ignore, follows_temperature=True,
