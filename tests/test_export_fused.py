@@ -141,7 +141,7 @@ def test_tensorrt_fused_recipe_names_the_frame_input(tiny_ckpt, synthetic_root, 
     assert read_manifest(path)["tensorrt_recipe"]["input_name"] == "frame"
     with pytest.raises(EdgekdError, match="needs --trt-int8 qdq"):
         export_checkpoint(tiny_ckpt, backends="tensorrt", precisions="int8", out_dir=tmp_path / "i8", calib_dir=synthetic_root,
-                          calib_size=2, parity_images=0, embed_pre_post=True)
+                          calib_size=8, parity_images=0, embed_pre_post=True)
 
 
 @pytest.mark.backend

@@ -76,8 +76,13 @@ def unfused_classes(model: Any, frame_rgb: np.ndarray, contract: FrameContract) 
     if contract.model_channel_order == "BGR":
         resized = resized[..., ::-1]
     x = (resized.astype(np.float32) - np.asarray(contract.mean, np.float32)) / np.asarray(contract.std, np.float32)
-    with torch.inference_mode():
-        logits = model.eval()(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
+    previous = torch.set_flush_denormal(True)  # as edgekd.parity.reference_logits: subnormal weights crawl otherwise
+    try:
+        with torch.inference_mode():
+            logits = model.eval()(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
+    finally:
+        if previous:
+            torch.set_flush_denormal(False)
     classes = logits.argmax(1)[0].numpy().astype(np.uint8)
     if contract.class_map_at == "camera":
         classes = cv2.resize(classes, (contract.camera_hw[1], contract.camera_hw[0]), interpolation=cv2.INTER_NEAREST)
@@ -116,7 +121,8 @@ def fused_parity(backend: Backend, folder: Path, sample: Any, reference_model: A
     result = {"status": "ok" if agreement >= threshold else "below_threshold", "kind": "fused_vs_unfused",
               "images": int(len(sample.pixels)), "class_map_agreement": agreement, "argmax_agreement": agreement,
               "max_abs_logit_diff": None, "miou_unfused": plain_miou, "miou_fused": fused_miou,
-              "miou_delta": None if fused_miou is None or plain_miou is None else fused_miou - plain_miou, "threshold": threshold, "runtime_options": runtime_options or {},
+              "miou_delta": None if fused_miou is None or plain_miou is None else fused_miou - plain_miou,
+              "threshold": threshold, "runtime_options": runtime_options or {},
               "reference": "unfused app pipeline: cv2.resize bilinear -> numpy normalise -> PyTorch FP32 -> argmax"
                            + (" -> cv2.resize nearest" if contract.class_map_at == "camera" else ""),
               "frames": f"{sample.description['dataset_name']} {sample.description['split']} images resized to "
