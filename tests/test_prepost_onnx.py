@@ -30,8 +30,13 @@ def _identity_network(path):
 
 
 def _frame(seed=0):
+    """8×8-pixel blocks of colours with one dominant channel: argmax is unambiguous inside a block, so only
+    block edges (where the bilinear resize blends two colours) can differ between implementations."""
     rng = np.random.default_rng(seed)
-    return cv2.GaussianBlur(rng.integers(0, 256, (*CAMERA, 3), dtype=np.uint8), (9, 9), 4)  # smooth, like a camera
+    dominant = rng.integers(0, 3, (CAMERA[0] // 8, CAMERA[1] // 8))
+    colours = np.full((*dominant.shape, 3), 40, np.uint8)
+    np.put_along_axis(colours, dominant[..., None], 220, axis=2)
+    return np.ascontiguousarray(colours.repeat(8, axis=0).repeat(8, axis=1))
 
 
 def _reference(rgb: np.ndarray, at: str) -> np.ndarray:
@@ -56,8 +61,8 @@ def test_fused_onnx_graph_matches_opencv_numpy(tmp_path, order, at, resize_uint8
         frame = np.ascontiguousarray(rgb[..., ::-1]) if order == "BGR" else rgb
         out = session.run(None, {"frame": frame[None]})[0]
         assert out.dtype == np.uint8
-        # bilinear resize of the uint8 frame rounds (as OpenCV does) or not (float path): a few boundary pixels may differ
-        assert (out[0] == _reference(rgb, at)).mean() >= 0.99
+        # the uint8 resize rounds like OpenCV's fixed-point one, the float path not at all: block edges may differ
+        assert (out[0] == _reference(rgb, at)).mean() >= 0.98
 
 
 def test_no_resize_when_the_camera_is_the_network_size(tmp_path):
@@ -69,7 +74,8 @@ def test_no_resize_when_the_camera_is_the_network_size(tmp_path):
     assert ops == ["Cast", "Transpose", "Sub", "Mul", "Identity", "ArgMax", "Cast"]
     rgb = cv2.resize(_frame(), NET[::-1])
     out = ort.InferenceSession(str(tmp_path / "fused.onnx"), providers=["CPUExecutionProvider"]).run(None, {"frame": rgb[None]})[0]
-    expected = np.argmax((rgb.astype(np.float32) - np.float32(NORM["mean"])) / np.float32(NORM["std"]), axis=2)
+    inv_std = (1.0 / np.array(NORM["std"], np.float32)).astype(np.float32)  # the graph multiplies by 1/std
+    expected = np.argmax((rgb.astype(np.float32) - np.float32(NORM["mean"])) * inv_std, axis=2)
     assert np.array_equal(out[0], expected.astype(np.uint8))  # no resize: exact
 
 
