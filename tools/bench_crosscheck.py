@@ -1,18 +1,26 @@
 #!/usr/bin/env python
 """Check edgekd's benchmark harness against the runtimes' own tools on the same artifacts.
 
-- OpenVINO: ``benchmark_app`` (ships with the openvino wheel) on the artifact's ``model.xml`` with
-  ``-hint none -nthreads T -nstreams 1 -api sync -infer_precision P`` (FACTS.md: the latency hint
-  refuses ``-nthreads``), P being the inference precision edgekd's session really used (read back
-  from the harness row), or f32 on both sides with ``--ov-precision f32``.
-- ONNX Runtime: a plain ``session.run`` loop in a fresh process with the same threads and session
-  options as edgekd's backend.
+One command (exports the artifacts when they are not there yet, then measures)::
 
-The harness side is a real ``edgekd bench`` cell (fresh worker, warm-up, timed loop). Rounds are
-interleaved (tool, harness, tool, harness, ...) because this shared VM drifts by ±30 % over
-minutes; the table gives the median of the per-round medians and the load average.
+    .venv/bin/python tools/bench_crosscheck.py --checkpoint ../shared/models/espnet_p2q8_camvid.pth \\
+        --arch espnet_p2q8 --input-size 360x480
 
-Usage: .venv/bin/python tools/bench_crosscheck.py ARTIFACT_DIR... [--threads 2] [--seconds 10] [--rounds 3]
+Matched settings, 2 threads by default:
+
+- OpenVINO: ``benchmark_app -m model.xml -d CPU -hint none -nthreads T -nstreams 1 -infer_precision f32``
+  (ships with the openvino wheel; one stream, one infer request, inference-only timing) against a
+  harness cell with ``threads=T, precision_hint=f32`` (the harness keeps its LATENCY hint, which
+  with an explicit thread count gives one stream too; the row's ``describe()`` is checked for it).
+- ONNX Runtime: ``onnxruntime_perf_test`` when it is on PATH (it is not in the pip wheel), else a
+  reference minimal loop in a fresh process: the backend's session options (T intra-op threads,
+  one inter-op thread, sequential, all graph optimisations), IOBinding with the input bound once
+  and a preallocated output, ``run_with_iobinding`` timed per call.
+
+The harness side is a real ``edgekd bench`` cell in a fresh worker (warm-up, timed loop over
+``session.bind(x)``). Harness and reference alternate, A B A B ..., so a load change on this
+shared machine hits both alike; the table gives the median of the per-round p50s, their ratio,
+every round's figures and the 1-minute load average at each harness round. Target: 0.97-1.03.
 """
 from __future__ import annotations
 
@@ -20,16 +28,21 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edgekd.bench.hostinfo import load_average  # noqa: E402
 from edgekd.bench.process import LocalTarget  # noqa: E402
-from edgekd.profiles import load_profile, runtime_options_for  # noqa: E402
+
+BACKENDS = ("openvino", "onnxruntime")
+TARGET = (0.97, 1.03)
 
 ORT_LOOP = r"""
 import json, sys, time
@@ -40,94 +53,165 @@ so.intra_op_num_threads = threads
 so.inter_op_num_threads = 1
 so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+so.add_session_config_entry("session.set_denormal_as_zero", "0")
 s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-inp = s.get_inputs()[0]
-x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
-feed = {inp.name: x}
-end = time.perf_counter() + min(2.0, seconds / 2)
+inp, outp = s.get_inputs()[0], s.get_outputs()[0]
+shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+y = np.empty_like(s.run([outp.name], {inp.name: x})[0])
+binding = s.io_binding()
+binding.bind_ortvalue_input(inp.name, ort.OrtValue.ortvalue_from_numpy(x))
+binding.bind_ortvalue_output(outp.name, ort.OrtValue.ortvalue_from_numpy(y))
+run = s.run_with_iobinding
+end = time.perf_counter() + min(3.0, seconds / 2)
 while time.perf_counter() < end:
-    s.run(None, feed)
-times, end = [], time.perf_counter() + seconds
-while time.perf_counter() < end:
-    t0 = time.perf_counter_ns(); s.run(None, feed); times.append(time.perf_counter_ns() - t0)
+    run(binding)
+times = []
+clock = time.perf_counter_ns
+end = clock() + int(seconds * 1e9)
+while clock() < end or len(times) < 20:
+    t0 = clock(); run(binding); times.append(clock() - t0)
 print(json.dumps({"median_ms": float(np.median(times)) / 1e6, "n": len(times)}))
 """
 
 
-def harness(artifact: Path, backend: str, threads: int, seconds: float, extra: dict) -> dict:
-    profile = load_profile("host").with_threads(threads)
-    spec = {"mode": "cell", "artifact_dir": str(artifact), "runtime_options": {**runtime_options_for(profile, backend), **extra},
-            "timing": {"duration_s": seconds, "min_iters": 50}, "warmup": {"max_seconds": 5.0},
+def export_artifacts(args: argparse.Namespace) -> list[Path]:
+    """The FP32 ONNX Runtime and OpenVINO artifacts of ``--checkpoint``, exported once into ``--work``."""
+    from edgekd.export import export_checkpoint
+
+    root = args.work / Path(args.checkpoint).stem
+    wanted = [root / f"{b}-fp32" for b in args.backends]
+    missing = [p for p in wanted if not (p / "manifest.json").is_file()]
+    if missing:
+        print(f"exporting {', '.join(p.name for p in missing)} into {root}", flush=True)
+        export_checkpoint(args.checkpoint, backends=[p.name.split("-")[0] for p in missing], precisions="fp32",
+                          out_dir=args.work, arch=args.arch, input_size=args.input_size, parity_images=0,
+                          log=lambda m: print(f"  {m}", flush=True))
+    return wanted
+
+
+def harness(artifact: Path, backend: str, threads: int, seconds: float) -> dict[str, Any]:
+    """One real bench cell (fresh worker) with the matched settings; the row as the bench writes it."""
+    options: dict[str, Any] = {"threads": threads}
+    if backend == "openvino":
+        options.update(precision_hint="f32", performance_hint="LATENCY")
+    spec = {"mode": "cell", "artifact_dir": str(artifact), "runtime_options": options,
+            "timing": {"duration_s": seconds, "min_iters": 20, "tail_min_iters": 0}, "warmup": {"max_seconds": 3.0},
             "throughput_s": 0, "sensors": {}}
-    outcome = LocalTarget().run_worker(spec, timeout_s=120 + 4 * seconds)
+    timeout = 600 + 10 * seconds  # generous: a niced worker on a loaded 2-core machine gets little CPU
+    outcome = LocalTarget().run_worker(spec, timeout_s=timeout)
     row = outcome.result or {}
     if row.get("status") != "ok":
-        raise SystemExit(f"harness failed on {artifact}: {outcome.failure(120) or row.get('error')}")
+        raise SystemExit(f"harness failed on {artifact}: {outcome.failure(timeout) or row.get('error')}")
     return row
 
 
-def benchmark_app(xml: Path, threads: int, seconds: float, precision: str) -> float:
-    tool = Path(sys.executable).with_name("benchmark_app")
-    cmd = [str(tool), "-m", str(xml), "-d", "CPU", "-hint", "none", "-nthreads", str(threads), "-nstreams", "1",
-           "-api", "sync", "-infer_precision", precision, "-t", str(int(seconds))]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Latency:\s*\n.*Median:\s+([\d.]+) ms", out)
+def benchmark_app_cmd(xml: Path, threads: int, seconds: float) -> list[str]:
+    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
+    return [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nthreads", str(threads), "-nstreams", "1",
+            "-infer_precision", "f32", "-t", str(max(1, round(seconds)))]
+
+
+def benchmark_app(xml: Path, threads: int, seconds: float) -> float:
+    out = subprocess.run(benchmark_app_cmd(xml, threads, seconds), capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Latency:\s*\n.*?Median:\s+([\d.]+) ms", out, re.S)
     if not match:
-        raise SystemExit(f"no median in benchmark_app output:\n{out[-2000:]}")
+        raise SystemExit(f"no median latency in benchmark_app output:\n{out[-2000:]}")
     return float(match.group(1))
 
 
-def ort_loop(onnx: Path, threads: int, seconds: float) -> float:
+def ort_reference(onnx: Path, threads: int, seconds: float) -> tuple[float, str]:
+    """(median ms, what measured it): onnxruntime_perf_test when installed, else the IOBinding loop."""
+    perf_test = shutil.which("onnxruntime_perf_test")
+    if perf_test:
+        cmd = [perf_test, "-e", "cpu", "-x", str(threads), "-y", "1", "-t", str(max(1, round(seconds))), "-I", str(onnx)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        match = re.search(r"P50 Latency:\s*([\d.eE+-]+)\s*s", out)
+        if match:
+            return float(match.group(1)) * 1e3, "onnxruntime_perf_test"
     out = subprocess.run([sys.executable, "-c", ORT_LOOP, str(onnx), str(threads), str(seconds)],
                          capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["median_ms"]
+    return json.loads(out.strip().splitlines()[-1])["median_ms"], "minimal loop: IOBinding, preallocated output"
 
 
-def check(artifact: Path, args: argparse.Namespace) -> list[dict]:
-    manifest = json.loads((artifact / "manifest.json").read_text())
-    backend = manifest["backend"]
-    settings = [("", {})]
-    if backend == "openvino":
-        settings = [(p, {} if p == "default" else {"precision_hint": "f32"})
-                    for p in (["default", "f32"] if args.ov_precision == "both" else [args.ov_precision])]
-    elif backend != "onnxruntime":
-        return []
-    rows = []
-    for label, extra in settings:
-        tool_ms, harness_ms, used, loads = [], [], None, []
-        for _ in range(args.rounds):
-            row = harness(artifact, backend, args.threads, args.seconds, extra)
-            harness_ms.append(row["latency_ms"]["p50"])
-            loads.append(row["host"]["load_avg_start"][0])
-            used = row["backend"]["describe"].get("inference_precision_hint") or row["backend"]["precision_used"]
-            if backend == "openvino":
-                tool_ms.append(benchmark_app(artifact / "model.xml", args.threads, args.seconds, used))
-            else:
-                tool_ms.append(ort_loop(artifact / "model.onnx", args.threads, args.seconds))
-        tool = "benchmark_app" if backend == "openvino" else "plain session.run loop"
-        rows.append({"artifact": f"{artifact.parent.name}/{artifact.name}", "backend": backend, "precision": used,
-                     "tool": tool, "tool_ms": statistics.median(tool_ms), "harness_ms": statistics.median(harness_ms),
-                     "rounds_tool": tool_ms, "rounds_harness": harness_ms, "load_1min": loads, "threads": args.threads})
-    return rows
+def check(artifact: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Interleaved rounds (harness, reference, harness, reference, ...) on one artifact."""
+    backend = json.loads((artifact / "manifest.json").read_text())["backend"]
+    if backend not in BACKENDS:
+        print(f"skipping {artifact}: no reference tool for backend {backend!r}", file=sys.stderr)
+        return None
+    harness_ms, ref_ms, loads, rows, tool = [], [], [], [], ""
+    for i in range(args.rounds):
+        row = harness(artifact, backend, args.threads, args.seconds)
+        rows.append(row)
+        harness_ms.append(row["latency_ms"]["p50"])
+        loads.append(row["host"]["load_avg_start"][0])
+        if backend == "openvino":
+            ref_ms.append(benchmark_app(artifact / "model.xml", args.threads, args.seconds))
+            tool = "benchmark_app " + " ".join(benchmark_app_cmd(Path("model.xml"), args.threads, args.seconds)[3:])
+        else:
+            ms, tool = ort_reference(artifact / "model.onnx", args.threads, args.seconds)
+            ref_ms.append(ms)
+        print(f"  {artifact.name} round {i + 1}: harness {harness_ms[-1]:.2f} ms, reference {ref_ms[-1]:.2f} ms, "
+              f"load {loads[-1]:.2f}", flush=True)
+    last = rows[-1]
+    h, r = statistics.median(harness_ms), statistics.median(ref_ms)
+    return {"artifact": f"{artifact.parent.name}/{artifact.name}", "backend": backend, "tool": tool,
+            "harness_p50_ms": h, "reference_p50_ms": r, "ratio": h / r, "rounds_harness": harness_ms, "rounds_reference": ref_ms,
+            "load_1min": loads, "load_end": load_average(), "threads": args.threads, "seconds": args.seconds,
+            "precision_used": last["backend"]["precision_used"], "describe": last["backend"]["describe"],
+            "last_harness_latency_ms": last["latency_ms"], "last_harness_noise": last.get("noise"),
+            "timed_region": last.get("timed_region")}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """One table per backend: harness p50, reference p50, ratio, the rounds and the load."""
+    for backend in BACKENDS:
+        part = [r for r in rows if r["backend"] == backend]
+        if not part:
+            continue
+        print(f"\n### {backend}: reference = {part[0]['tool']}\n")
+        print("| artifact | ran as | harness p50 ms | reference p50 ms | harness / reference | rounds harness | rounds reference | load (1 min) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in part:
+            flag = "" if TARGET[0] <= r["ratio"] <= TARGET[1] else " (outside 0.97–1.03)"
+            print(f"| {r['artifact']} | {r['precision_used']}, {r['threads']} threads | {r['harness_p50_ms']:.2f} | "
+                  f"{r['reference_p50_ms']:.2f} | {r['ratio']:.3f}{flag} | {', '.join(f'{v:.1f}' for v in r['rounds_harness'])} | "
+                  f"{', '.join(f'{v:.1f}' for v in r['rounds_reference'])} | {', '.join(f'{v:.2f}' for v in r['load_1min'])} |")
+        for r in part:
+            lat, noise = r["last_harness_latency_ms"], r["last_harness_noise"] or {}
+            ci = lat.get("p50_ci") or [None, None]
+            print(f"\nlast harness round of {r['artifact']}: p50 {lat['p50']:.2f} ms (95% CI {_num(ci[0])}–{_num(ci[1])}), "
+                  f"n={lat['n']}, CV {100 * lat['cv']:.1f}%; warnings: {'; '.join(noise.get('warnings') or []) or 'none'}")
+
+
+def _num(v: float | None) -> str:
+    return "open" if v is None else f"{v:.2f}"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("artifacts", nargs="+", type=Path)
+    p.add_argument("artifacts", nargs="*", type=Path, help="artifact folders (default: export --checkpoint into --work)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint to export FP32 ONNX Runtime + OpenVINO artifacts from")
+    p.add_argument("--arch", default=None, help="architecture of a third-party state dict (e.g. espnet_p2q8)")
+    p.add_argument("--input-size", default=None, help="HxW for the export (default: the checkpoint's)")
+    p.add_argument("--work", type=Path, default=REPO / "artifacts" / "crosscheck", help="where exported artifacts go")
+    p.add_argument("--backends", default="openvino,onnxruntime", help="with --checkpoint: which backends to export")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--ov-precision", choices=("default", "f32", "both"), default="both")
+    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per harness and per reference run")
+    p.add_argument("--rounds", type=int, default=3, help="A/B rounds per artifact")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args()
-    rows = [r for a in args.artifacts for r in check(a.resolve(), args)]
-    print("| artifact | precision used | tool | tool median ms | edgekd median ms | edgekd / tool | load (1 min) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['artifact']} | {r['precision']} | {r['tool']} | {r['tool_ms']:.2f} | {r['harness_ms']:.2f} | "
-              f"{r['harness_ms'] / r['tool_ms']:.2f} | {', '.join(f'{x:.1f}' for x in r['load_1min'])} |")
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not args.artifacts and not args.checkpoint:
+        p.error("pass artifact folders or --checkpoint")
+    artifacts = [a.resolve() for a in args.artifacts] + (export_artifacts(args) if args.checkpoint else [])
+    print(f"load average at start: {load_average()}; {os.cpu_count()} logical CPUs", flush=True)
+    rows = [r for r in (check(a, args) for a in artifacts) if r]
+    print_table(rows)
+    print(f"\nload average at end: {load_average()}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 0
 
 

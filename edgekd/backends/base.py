@@ -9,11 +9,14 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from edgekd.errors import EdgekdError
+
+if TYPE_CHECKING:
+    from edgekd.backends.prepost import FrameContract
 
 MANIFEST_NAME = "manifest.json"
 
@@ -111,6 +114,13 @@ class Backend(ABC):
 
     @abstractmethod
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session: ...
+
+    def embed_pre_post(self, request: ExportRequest, contract: "FrameContract") -> dict[str, Any]:
+        """Rewrite the artifact just exported into ``request.out_dir`` as the fused frame -> class-map
+        graph (``--embed-pre-post``); returns manifest fields: ``io_contract`` and any the rewrite
+        changed. Backends that can build one override this."""
+        raise UnsupportedOptionError(f"--embed-pre-post is not available for {self.name}; it is for onnxruntime, openvino, "
+                                     "tensorrt and coreml")
 
     def parity_runs(self, precision: str) -> dict[str, dict[str, Any]]:
         """Named runtime-option sets to measure parity with; the first is the headline figure."""

@@ -45,6 +45,31 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _frame_module(model: Any, contract: Any) -> Any:
+    """Wrap ``model`` for a fused Core ML graph: camera pixels (0..255, NCHW, the contract's channel
+    order) -> bilinear resize -> normalise -> model -> argmax [-> nearest to the camera size], int32."""
+    import torch
+    import torch.nn.functional as F
+
+    class FrameToClasses(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model.eval()
+            self.register_buffer("mean", torch.tensor(contract.mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("inv_std", 1.0 / torch.tensor(contract.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            x = pixels.flip(1) if contract.swap_channels else pixels
+            if tuple(contract.camera_hw) != tuple(contract.network_hw):
+                x = F.interpolate(x, size=tuple(contract.network_hw), mode="bilinear", align_corners=False)
+            classes = self.model((x - self.mean) * self.inv_std).argmax(1, keepdim=True).float()
+            if contract.class_map_at == "camera":
+                classes = F.interpolate(classes, size=tuple(contract.camera_hw), mode="nearest")
+            return classes[:, 0].to(torch.int32)
+
+    return FrameToClasses().eval()
+
+
 def _pixels_module(model: Any, normalization: dict[str, Any]) -> Any:
     """Wrap ``model`` so it takes RGB pixels in 0..255 and applies the normalisation in-graph."""
     import torch
@@ -157,6 +182,44 @@ class CoreMLBackend(Backend):
         except Exception as err:
             raise converter_error("coremltools.convert", err, "replace that op, or export another backend") from err
 
+    def embed_pre_post(self, request: ExportRequest, contract: Any) -> dict[str, Any]:
+        """Re-convert with an image input at the camera size (``color_layout`` = the contract's channel
+        order: the graph sees the channels in that order) and resize, normalisation and argmax in the
+        graph. Core ML programs output no uint8 tensors, so the class map is int32. Conversion and the
+        spec check run here; predictions need macOS."""
+        import shutil
+
+        import torch
+
+        ct = _ct()
+        options = request.options
+        units = _choice(options.get("coreml_compute_units", "ALL"), COMPUTE_UNITS, "compute units")
+        target = _choice(options.get("coreml_target", "iOS16"), TARGETS, "deployment target")
+        ch, cw = contract.camera_hw
+        layout = ct.colorlayout.BGR if contract.channel_order == "BGR" else ct.colorlayout.RGB
+        module = _frame_module(request.model, contract)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                program = torch.export.export(module, (torch.zeros(1, 3, ch, cw),)).run_decompositions({})
+                ml = ct.convert(program, inputs=[ct.ImageType(name="frame", shape=(1, 3, ch, cw), color_layout=layout)],
+                                outputs=[ct.TensorType(name="classes")], convert_to="mlprogram",
+                                compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
+                                minimum_deployment_target=getattr(ct.target, target), compute_units=getattr(ct.ComputeUnit, units))
+        except Exception as err:
+            raise converter_error("coremltools.convert", err, "export without --embed-pre-post for coreml") from err
+        path = request.out_dir / MODEL_FILE
+        shutil.rmtree(path, ignore_errors=True)
+        ml.short_description = f"edgekd {request.metadata.get('arch', '')} segmentation: camera image -> class map"
+        ml.save(str(path))
+        io_contract = contract.to_manifest(built_with=f"coremltools {ct.__version__}: ImageType input + in-graph resize, "
+                                                      "normalisation, argmax", output_dtype="int32")
+        io_contract["input"]["coreml"] = ("an image input (CVPixelBuffer / PIL RGB image) of the camera size; Core ML hands "
+                                          f"the graph its channels as {contract.channel_order}")
+        return {"io_contract": io_contract, "coreml": {"compute_units": units, "minimum_deployment_target": target,
+                "weights": "none", "normalization_baked": True, "input_name": "frame", "spec_check": spec_check(path)}}
+
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
         self.check_runtime_options(runtime_options)
         if sys.platform != "darwin":
@@ -175,6 +238,7 @@ class CoreMLSession(Session):
         self.baked = bool(info.get("normalization_baked", False))
         self.normalization = manifest.get("normalization", {})
         self.precision = manifest.get("precision_used", manifest.get("precision", ""))
+        self.fused = manifest.get("io_contract")
 
     def _feed(self, frame: np.ndarray) -> dict[str, Any]:
         if not self.baked:
@@ -189,6 +253,12 @@ class CoreMLSession(Session):
         return {"image": Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 0), "RGB")}
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if self.fused:  # --embed-pre-post: uint8 N×H×W×3 camera frames in, int32 class maps out
+            from PIL import Image
+
+            rgb = [f if self.fused["input"]["channel_order"] == "RGB" else f[..., ::-1] for f in x]
+            return np.concatenate([np.asarray(self.model.predict({"frame": Image.fromarray(np.ascontiguousarray(f), "RGB")})["classes"])
+                                   for f in rgb])
         return np.concatenate([np.asarray(self.model.predict(self._feed(f))["logits"], dtype=np.float32) for f in x])
 
     def describe(self) -> dict[str, Any]:

@@ -152,6 +152,13 @@ class OnnxRuntimeBackend(Backend):
                               f"fp32 for unquantised ops and {floats} nodes kept in float",
         }
 
+    def embed_pre_post(self, request: ExportRequest, contract: Any) -> dict[str, Any]:
+        """ONNX ops around the exported graph; the bilinear resize on the uint8 NHWC frame (ORT's fast kernel)."""
+        from edgekd.backends.onnx_prepost import embed_onnx
+
+        path = Path(request.out_dir) / MODEL_FILE
+        return {"io_contract": embed_onnx(path, path, contract, resize_uint8=True)}
+
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
         self.check_runtime_options(runtime_options)
         manifest = artifact_manifest(artifact_dir)

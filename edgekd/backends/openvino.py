@@ -189,6 +189,22 @@ class OpenVinoBackend(Backend):
         ov.save_model(ov_model, str(request.out_dir / MODEL_FILE), compress_to_fp16=request.precision == "fp16")
         return fields
 
+    def embed_pre_post(self, request: ExportRequest, contract: Any) -> dict[str, Any]:
+        """OpenVINO's PrePostProcessor for the input (u8 NHWC frame, colour conversion, linear resize,
+        mean/scale), then TopK(k=1) + Convert(u8) [+ nearest Interpolate] appended for the class map."""
+        from edgekd.backends.openvino_prepost import embed_openvino
+
+        import os
+
+        path = Path(request.out_dir) / MODEL_FILE
+        staged = path.with_name("fused.xml")
+        model, io_contract = embed_openvino(_ov().Core().read_model(str(path)), contract)
+        _ov().save_model(model, str(staged), compress_to_fp16=request.precision == "fp16")
+        del model  # the plain weights may be memory-mapped: release them before replacing the files
+        for suffix in (".bin", ".xml"):
+            os.replace(staged.with_suffix(suffix), path.with_suffix(suffix))
+        return {"io_contract": io_contract}
+
     def parity_runs(self, precision: str) -> dict[str, dict[str, Any]]:
         """f32 inference isolates what export did (compression, quantisation); the device default
         (bf16 on AMX CPUs) is what an app gets without a hint, so both are measured."""

@@ -23,7 +23,7 @@ from edgekd.backends.calibration import CalibrationBatches
 from edgekd.backends.onnx_export import ConverterError
 from edgekd.backends.tensorrt_recipe import (
     CALIB_CACHE_FILE, CALIB_DATA_FILE, INT8_SOURCES, RECIPE_FILE, CalibratorFeed, calibrator_feed,
-    engine_cache_dir, engine_cache_path, for_target, make_recipe, read_recipe,
+    engine_cache_dir, engine_cache_path, for_target, make_recipe, read_recipe, validate_recipe,
 )
 from edgekd.errors import EdgekdError
 
@@ -217,6 +217,26 @@ class TensorRTBackend(Backend):
                 if request.precision == "int8" else None,
                 "precision_used": f"{request.precision} requested; TensorRT picks per-layer kernels when the engine is built on the target"}
 
+    def embed_pre_post(self, request: ExportRequest, contract: Any) -> dict[str, Any]:
+        """ArgMax (and the pre-processing) as ONNX ops in the recipe's ONNX, the resize on floats (TensorRT's
+        resize layer takes no uint8); the recipe then names the ``frame`` input and ``classes`` output. Code
+        path only here: engines are built and run on the NVIDIA target."""
+        from edgekd.backends.onnx_prepost import CLASS_OUTPUT, FRAME_INPUT, embed_onnx
+        from edgekd.checkpoint import sha256_file
+
+        if request.precision == "int8" and request.options.get("trt_int8", "calibrator") == "calibrator":
+            raise EdgekdError("--embed-pre-post with TensorRT INT8 needs --trt-int8 qdq (the calibrator feeds normalised "
+                              "float images, a fused engine takes uint8 frames)")
+        out = request.out_dir / MODEL_FILE
+        io_contract = embed_onnx(out, out, contract, resize_uint8=False)
+        recipe_path = request.out_dir / RECIPE_FILE
+        recipe = json.loads(recipe_path.read_text())
+        frame = [1, *contract.camera_hw, 3]
+        recipe.update(onnx_sha256=sha256_file(out), input_name=FRAME_INPUT, output_name=CLASS_OUTPUT,
+                      profiles=[{FRAME_INPUT: {"min": frame, "opt": frame, "max": frame}}])
+        recipe_path.write_text(json.dumps(validate_recipe(recipe, request.out_dir), indent=2))
+        return {"io_contract": io_contract, "tensorrt_recipe": recipe}
+
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
         self.check_runtime_options(runtime_options)
         _trt(), _cuda_torch()  # a missing runtime or GPU is the first thing to report
@@ -247,9 +267,11 @@ class TensorRTSession(Session):
     def run(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.cuda.stream(self.stream):
-            device_in = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to("cuda", non_blocking=True)
+            fused = self.engine.get_tensor_dtype(self.input) == self._trt.uint8  # --embed-pre-post: uint8 frame in
+            device_in = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8 if fused else np.float32)).to("cuda", non_blocking=True)
             self.context.set_input_shape(self.input, tuple(device_in.shape))
-            device_out = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=torch.float32, device="cuda")
+            device_out = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=torch.uint8 if fused else torch.float32,
+                                     device="cuda")
             self.context.set_tensor_address(self.input, int(device_in.data_ptr()))
             self.context.set_tensor_address(self.output, int(device_out.data_ptr()))
             if not self.context.execute_async_v3(self.stream.cuda_stream):

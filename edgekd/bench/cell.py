@@ -268,6 +268,9 @@ def _timed(step, session: Any, spec: dict[str, Any], out: dict[str, Any], meter:
     out["noise"] = timing.noise_block(stats, hostinfo.os.cpu_count(), load_start, hostinfo.load_average(), cpu, stopped_by)
     out["timed_region"] = ("session.bind(x) step: one inference on the input buffer the pre-processing fills, "
                            "output read in place (no per-call input tensor, copy or output allocation), sync included")
+    if out.get("io_contract"):
+        out["timed_region"] = ("session.bind(frame) step of a fused artifact: the uint8 camera frame in, resize, "
+                               "normalisation and argmax inside the graph, the uint8 class map read in place, sync included")
 
 
 def measure_accuracy_only(spec: dict[str, Any], out: dict[str, Any]) -> None:

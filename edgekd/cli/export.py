@@ -36,6 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ONNX exporter: torchscript (opset 17, default: widest converter support) or dynamo (opset 20)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
+    g = p.add_argument_group("pre/post-processing inside the graph (ONNX Runtime, OpenVINO, Core ML, TensorRT)")
+    g.add_argument("--embed-pre-post", action="store_true",
+                   help="the artifact takes the camera's uint8 HxWx3 frame and returns the uint8 class map: resize, "
+                        "normalisation and argmax inside the graph; written to <backend>-<precision>-fused/")
+    g.add_argument("--camera-size", default=None, metavar="HxW", help="camera frame size the fused graph takes (default: the input size)")
+    g.add_argument("--channel-order", default="rgb", help="channel order of the camera frames: rgb (default) | bgr (OpenCV)")
+    g.add_argument("--class-map-size", default="network",
+                   help="network (default: class map at the network's input size) | camera (resized back, nearest)")
     g = p.add_argument_group("INT8 (ONNX Runtime, OpenVINO)")
     g.add_argument("--max-accuracy-drop", default=None, metavar="POINTS|off",
                    help="INT8 accuracy gate: max mIoU drop in points vs FP32 on the parity images (default 1%% of the FP32 mIoU; "
@@ -78,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         input_size=args.input_size, dynamic_batch=args.dynamic_batch, force=args.force, arch=args.arch,
         num_classes=args.num_classes, keep_subnormals=args.keep_subnormals, exporter=args.exporter,
         options=_options(args), log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"),
+        embed_pre_post=args.embed_pre_post, camera_size=args.camera_size, channel_order=args.channel_order,
+        class_map_size=args.class_map_size,
     )
     _print_summary(console, [(path, read_manifest(path)) for path in paths])
     return 0
@@ -100,7 +110,8 @@ def _print_summary(console, artifacts: list) -> None:
         style = "red" if worst_warning(p) else ("green" if p.get("status") == "ok" else "yellow")
         if p.get("status") in ("ok", "below_threshold"):
             delta = "n/a" if p.get("miou_delta") is None else f"{p['miou_delta'] * 100:+.2f}"
-            cells = (f"{p['max_abs_logit_diff']:.1e}", f"{p['argmax_agreement'] * 100:.2f}%", delta, f"{p['status']} ({p['variant']})")
+            logit = "class map" if p.get("max_abs_logit_diff") is None else f"{p['max_abs_logit_diff']:.1e}"
+            cells = (logit, f"{p['argmax_agreement'] * 100:.2f}%", delta, f"{p['status']} ({p['variant']})")
         else:
             cells = ("-", "-", "-", p.get("status", "?"))
         table.add_row(path.name, f"{manifest['size_bytes'] / 1e6:.2f}", *[f"[{style}]{c}[/{style}]" for c in cells])

@@ -54,14 +54,17 @@ COLUMNS = (
     Column("params", "params", _si, False), Column("macs", "MACs", _si, False),
     Column("method", "KD method"), Column("teacher", "teacher"), Column("backend", "backend"),
     Column("precision", "prec"), Column("precision_used", "ran as"), Column("input", "input"),
+    Column("fused", "pre/post in graph"),
     Column("miou", "mIoU %", _pct, True), Column("delta_miou_vs_nokd", "Δ no-KD", _signed_pct, True),
     Column("delta_miou_vs_fp32", "Δ FP32", _signed_pct, True), Column("boundary_f", "BF %", _pct, True),
     Column("distillation_factor", "P_t/P_s", _fixed(1, "×"), True),
     Column("relative_error", "E_s/E_t", _fixed(2), False),
     Column("teacher_student_kl", "KL(t‖s)", _fixed(3), False),
     Column("probability_correlation", "corr", _fixed(3), True),
-    Column("latency_p50_ms", "p50 ms", _fixed(1), False), Column("latency_p90_ms", "p90 ms", _fixed(1), False),
-    Column("latency_p99_ms", "p99 ms", _fixed(1), False), Column("fps", "FPS", _fixed(1), True),
+    Column("latency_p50_ms", "p50 ms", _fixed(1), False), Column("latency_p50_ci", "p50 95% CI"),
+    Column("p50_not_distinguishable_from", "p50 not distinguishable from"),
+    Column("latency_p90_ms", "p90 ms", _fixed(1), False),
+    Column("latency_p99_ms", "p99 ms", _fixed(1), False), Column("latency_p99_ci", "p99 95% CI"), Column("fps", "FPS", _fixed(1), True),
     Column("throughput_fps", "thr FPS", _fixed(1), True), Column("e2e_ms", "e2e ms", _fixed(1), False),
     Column("deadline_miss_pct", "miss %", _fixed(1), False), Column("peak_mb", "peak MB", _fixed(0), False),
     Column("model_mb", "model MB", _fixed(1), False), Column("energy_mj", "mJ/frame", _fixed(1), False),
@@ -72,7 +75,7 @@ BY_KEY = {c.key: c for c in COLUMNS}
 # The terminal shows a compact view; md/csv/json/html carry every column.
 TERMINAL_KEYS = ("candidate", "runtime", "input", "params", "macs", "method", "miou", "delta_miou_vs_nokd", "delta_miou_vs_fp32",
                  "distillation_factor", "relative_error", "teacher_student_kl", "probability_correlation",
-                 "latency_p50_ms", "latency_p99_ms", "fps", "e2e_ms", "deadline_miss_pct", "peak_mb", "vs_curve", "status", "verdict")
+                 "latency_p50_ms", "latency_p50_ci", "p50_not_distinguishable_from", "latency_p99_ms", "latency_p99_ci", "fps", "e2e_ms", "deadline_miss_pct", "peak_mb", "vs_curve", "status", "verdict")
 TERMINAL_ONLY = {"runtime": Column("runtime", "runtime")}
 RAW_DROP = ("budget",)
 CSV_DROP = ("sustained_fps",)  # a list per row: JSON keeps it, a CSV cell cannot
@@ -102,6 +105,8 @@ def cell_text(row: pd.Series, key: str) -> str:
         return value if value == "ok" or _missing(row.get("reason")) else f"{value}: {row.get('reason')}"
     if key == "pareto":
         return "★" if value is True else ""
+    if key == "fused":
+        return "yes" if value is True else ""
     if _missing(value):
         return DASH
     col = BY_KEY.get(key)
@@ -124,7 +129,7 @@ def terminal_keys(df: pd.DataFrame) -> list[str]:
 def terminal_text(row: pd.Series, key: str) -> str:
     """A cell for the terminal: backend and precision in one column, ★ after Pareto candidates."""
     if key == "runtime":
-        return f"{row.get('backend')}-{row.get('precision')}"
+        return f"{row.get('backend')}-{row.get('precision')}" + (" fused" if row.get("fused") is True else "")
     if key == "candidate":
         return f"{row.get('candidate')}{' ★' if row.get('pareto') is True else ''}"
     if key == "status":
@@ -220,7 +225,9 @@ def print_terminal(df: pd.DataFrame, console) -> None:
             console.print(rich_table(group, f"{device}: {label}{limits}", footnotes))
     for line in footnotes:
         console.print(escape(line), style="dim", soft_wrap=True)
-    console.print("mIoU and Δ in % points; ★ = on the device's accuracy-vs-FPS Pareto front; "
+    console.print("mIoU and Δ in % points; ★ = on the device's accuracy-vs-FPS Pareto front (speeds whose p50 95% "
+                  "intervals overlap count as equal); 'p50 not distinguishable from' = those overlaps, never ranked; "
+                  "fused = pre/post-processing inside the graph (--embed-pre-post); "
                   "--format md|csv|json|html shows every column", style="dim", markup=False)
 
 

@@ -23,7 +23,8 @@ NUMERIC_COLUMNS = (
     "params", "macs", "miou", "delta_miou_vs_nokd", "delta_miou_vs_fp32", "boundary_f",
     "distillation_factor", "relative_error", "teacher_student_kl", "probability_correlation",
     "teacher_miou", "student_miou", "latency_min_ms", "latency_p50_ms", "latency_p90_ms",
-    "latency_p99_ms", "latency_max_ms", "latency_mean_ms", "fps", "throughput_fps", "e2e_ms",
+    "latency_p99_ms", "latency_max_ms", "latency_mean_ms", "latency_p50_lo_ms", "latency_p50_hi_ms",
+    "latency_p99_lo_ms", "latency_p99_hi_ms", "fps", "throughput_fps", "e2e_ms",
     "deadline_miss_pct", "peak_mb", "model_mb", "energy_mj", "throttle_ratio",
 )
 
@@ -126,7 +127,13 @@ def _identity(record: Mapping[str, Any]) -> dict[str, Any]:
         "status": record.get("status"), "reason": record.get("error"),
         "run_id": record.get("run_id"), "timestamp": record.get("timestamp"),
         "cell_key": record.get("cell_key"), "checkpoint_sha256": cand.get("checkpoint_sha256"),
+        "fused": _fused(record),
     }
+
+
+def _fused(record: Mapping[str, Any]) -> bool:
+    """An ``--embed-pre-post`` artifact (its row carries the frame -> class-map ``io_contract``)."""
+    return isinstance(record.get("io_contract"), Mapping)
 
 
 def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
@@ -142,6 +149,7 @@ def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
         **{k: number(kd.get(k)) for k in ("distillation_factor", "relative_error", "teacher_student_kl",
                                           "probability_correlation", "teacher_miou", "student_miou")},
         **{f"latency_{k}_ms": number(lat.get(k)) for k in ("min", "p50", "p90", "p99", "max", "mean")},
+        **_intervals(lat),
         "fps": number(record.get("fps" if record.get("kind") == ESTIMATE else "fps_sync")),
         "throughput_fps": number(get(record, "throughput.fps")),
         "e2e_ms": number(get(record, "e2e.frame_ms_p50")),
@@ -150,6 +158,16 @@ def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
         "energy_mj": number(get(record, "energy.energy_per_frame_mj")),
         "throttle_ratio": number(get(record, "sustained.throttle_ratio")),
     }
+
+
+def _intervals(lat: Mapping[str, Any]) -> dict[str, float | None]:
+    """``latency_ms.p50_ci`` / ``p99_ci`` ([low, high], a side None when unbounded; schema v2) as columns."""
+    out: dict[str, float | None] = {}
+    for q in ("p50", "p99"):
+        ci = lat.get(f"{q}_ci")
+        ci = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+        out[f"latency_{q}_lo_ms"], out[f"latency_{q}_hi_ms"] = number(ci[0]), number(ci[1])
+    return out
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -210,13 +228,14 @@ def sustained_series(record: Mapping[str, Any]) -> list[list[float]] | None:
 
 
 def cell_identity(row: Mapping[str, Any]) -> tuple:
-    """Rows shown as one: same device, checkpoint, backend, precision and input size.
+    """Rows shown as one: same device, checkpoint, backend, precision, input size and fused or not
+    (an ``--embed-pre-post`` artifact is shown beside the plain one, not in its place).
 
     Deliberately coarser than the bench's ``cell_key`` (which also hashes the artifact manifest):
     a re-exported artifact of the same checkpoint replaces the old row instead of adding one.
     """
     return (row["kind"], row["device"], row["checkpoint_sha256"] or row["candidate"], row["backend"],
-            row["precision"], row["input"])
+            row["precision"], row["input"], bool(row.get("fused")))
 
 
 def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,23 +9,36 @@ one that needs the least improvement on its weakest figure — and why every can
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from edgekd.compare.intervals import NOT_DISTINGUISHABLE, describe_interval, indistinguishable
 from edgekd.compare.load import MEASUREMENT
 from edgekd.compare.table import Budget, check_budget
 from edgekd.errors import EdgekdError
 
 
-def _on_front(points: list[tuple[float, float]], i: int) -> bool:
+def _on_front(points: list[tuple[float, float]], i: int, same_speed: Callable[[int, int], bool]) -> bool:
     fps, acc = points[i]
-    return not any(f >= fps and a >= acc and (f > fps or a > acc) for j, (f, a) in enumerate(points) if j != i)
+
+    def dominates(j: int) -> bool:
+        f, a = points[j]
+        if same_speed(i, j):  # speeds the run cannot tell apart count as equal
+            return a > acc
+        return f >= fps and a >= acc and (f > fps or a > acc)
+
+    return not any(dominates(j) for j in range(len(points)) if j != i)
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
-    """For (fps, accuracy) points, whether each is non-dominated (higher is better on both axes)."""
-    return [_on_front(points, i) for i in range(len(points))]
+def pareto_front(points: list[tuple[float, float]], same_speed: Callable[[int, int], bool] | None = None) -> list[bool]:
+    """For (fps, accuracy) points, whether each is non-dominated (higher is better on both axes).
+
+    ``same_speed(i, j)``: True when points i and j are not distinguishable in speed (their p50
+    intervals overlap); such a pair is then ranked by accuracy alone, so noise in the FPS figure
+    never pushes a candidate off the front."""
+    same = same_speed or (lambda i, j: False)
+    return [_on_front(points, i, same) for i in range(len(points))]
 
 
 def mark_pareto(df: pd.DataFrame) -> pd.DataFrame:
@@ -34,7 +47,8 @@ def mark_pareto(df: pd.DataFrame) -> pd.DataFrame:
     df["pareto"] = False
     eligible = (df["kind"] == MEASUREMENT) & (df["status"] == "ok") & df["fps"].notna() & df["miou"].notna()
     for _, group in df[eligible].groupby("device", dropna=False):
-        flags = pareto_front(list(zip(group["fps"], group["miou"])))
+        rows = [r for _, r in group.iterrows()]
+        flags = pareto_front(list(zip(group["fps"], group["miou"])), lambda i, j: indistinguishable(rows[i], rows[j]))
         df.loc[group.index, "pareto"] = flags
     return df
 
@@ -82,7 +96,9 @@ def _plain(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _figures(row: Mapping[str, Any]) -> str:
     miou = "mIoU not measured" if pd.isna(row["miou"]) else f"mIoU {100 * row['miou']:.1f}%"
-    return (f"{miou}, {row['fps']:.1f} FPS, p99 {row['latency_p99_ms']:.1f} ms, "
+    span = describe_interval(row)
+    p50 = "" if pd.isna(row.get("latency_p50_ms")) else f"p50 {row['latency_p50_ms']:.1f} ms" + (f" [95% CI {span}]" if span else "") + ", "
+    return (f"{miou}, {row['fps']:.1f} FPS, {p50}p99 {row['latency_p99_ms']:.1f} ms, "
             f"peak {row['peak_mb']:.0f} MB")
 
 
@@ -136,20 +152,40 @@ def _choose(device: str, budget: Budget, meeting: list[pd.Series], failures: lis
     if scored:
         top = max(r["miou"] for r in scored)
         tied = [r for r in scored if r["miou"] >= top - MIOU_TIE]
-        best = max(tied, key=lambda r: (r["fps"], r["miou"]))
-        why = f"the most accurate of {len(meeting)} candidate(s) meeting the budget"
-        if len(tied) > 1:
-            why = (f"the fastest of the {len(tied)} within {100 * MIOU_TIE:.1f} mIoU points of the most accurate, "
-                   f"among {len(meeting)} candidate(s) meeting the budget")
+        best, why = _fastest(tied)
+        if len(tied) == 1:
+            why = f"the most accurate of {len(meeting)} candidate(s) meeting the budget"
+        else:
+            why = f"{why}, of the {len(tied)} within {100 * MIOU_TIE:.1f} mIoU points of the most accurate, among {len(meeting)} meeting the budget"
     else:
-        best = max(meeting, key=lambda r: r["fps"])
-        why = f"no accuracy was measured for the {len(meeting)} candidate(s) meeting the budget; the fastest"
+        best, why = _fastest(meeting)
+        why = f"no accuracy was measured for the {len(meeting)} candidate(s) meeting the budget; {why}"
     reason = f"pick {row_label(best)} — {why} ({_figures(best)})"
     runner_up = [r for r in scored if r is not best]
     if runner_up:
         nxt = max(runner_up, key=lambda r: (r["miou"], r["fps"]))
         reason += f"; next: {row_label(nxt)} ({_figures(nxt)})"
+        if indistinguishable(best, nxt):
+            reason += f" — {NOT_DISTINGUISHABLE} from the pick in p50 (95% intervals overlap)"
     return Pick(device, budget, _plain(best.to_dict()), reason, None, tuple(failures))
+
+
+def _fastest(rows: list[pd.Series]) -> tuple[pd.Series, str]:
+    """The fastest row and how it was chosen; rows whose p50 intervals overlap the fastest's are
+    a speed tie that the run cannot break, so among them the more accurate, then the smaller
+    peak memory wins, and the reason names them."""
+    fastest = max(rows, key=lambda r: (r["fps"], _miou(r)))
+    ties = [r for r in rows if r is fastest or indistinguishable(r, fastest)]
+    if len(ties) == 1:
+        return fastest, "the fastest" if len(rows) > 1 else "the only one"
+    best = max(ties, key=lambda r: (_miou(r), -(r["peak_mb"] if not pd.isna(r["peak_mb"]) else float("inf"))))
+    spans = ", ".join(f"{row_label(r)} {describe_interval(r)} ms" for r in ties)
+    return best, (f"{len(ties)} fastest candidates {NOT_DISTINGUISHABLE} in speed (p50 95% intervals overlap: {spans}), "
+                  "so the more accurate, then the smaller peak memory")
+
+
+def _miou(row: Mapping[str, Any]) -> float:
+    return -1.0 if pd.isna(row["miou"]) else float(row["miou"])
 
 
 def _closest(device: str, budget: Budget, rows: pd.DataFrame, failures: list) -> Pick:

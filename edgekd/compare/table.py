@@ -121,15 +121,17 @@ def add_nokd_deltas(rows: list[dict[str, Any]]) -> None:
 
 COLUMN_ORDER = (
     "device", "kind", "candidate", "arch", "params", "macs", "method", "teacher", "backend", "precision",
-    "precision_used", "input", "miou", "delta_miou_vs_nokd", "delta_miou_vs_fp32", "boundary_f",
+    "precision_used", "input", "fused", "miou", "delta_miou_vs_nokd", "delta_miou_vs_fp32", "boundary_f",
     "distillation_factor", "relative_error", "teacher_student_kl", "probability_correlation",
-    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "fps", "throughput_fps", "e2e_ms", "deadline_miss_pct",
+    "latency_p50_ms", "latency_p50_ci", "p50_not_distinguishable_from", "latency_p90_ms", "latency_p99_ms",
+    "latency_p99_ci", "fps", "throughput_fps", "e2e_ms", "deadline_miss_pct",
     "peak_mb", "model_mb", "energy_mj", "status", "verdict", "verdict_detail", "reason", "note",
 )
 
 
 def build_table(rows: Iterable[dict[str, Any]], device: str | None = None) -> pd.DataFrame:
     """Rows → the comparison DataFrame: latest row per cell, Δ vs no-KD, verdicts, Pareto flags, sorted."""
+    from edgekd.compare.intervals import describe_interval, mark_indistinguishable
     from edgekd.compare.select import mark_pareto
 
     rows = list(rows)
@@ -148,9 +150,13 @@ def build_table(rows: Iterable[dict[str, Any]], device: str | None = None) -> pd
         return df
     rest = [c for c in df.columns if c not in COLUMN_ORDER]
     df = df[[c for c in COLUMN_ORDER if c in df.columns] + rest]
+    if "fused" not in df.columns:
+        df["fused"] = False
     for col in NUMERIC_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    df = mark_pareto(df)
+    df["latency_p50_ci"] = [describe_interval(r, "p50") for _, r in df.iterrows()]
+    df["latency_p99_ci"] = [describe_interval(r, "p99") for _, r in df.iterrows()]
+    df = mark_indistinguishable(mark_pareto(df))
     return sort_table(df)
 
 

@@ -25,6 +25,8 @@ from edgekd.backends.int8_budget import AccuracyGateError
 from edgekd.backends.onnx_export import EXPORTERS, export_onnx
 from edgekd.backends.registry import get_backend, list_backends, nearest
 from edgekd.errors import EdgekdError
+from edgekd.backends.prepost import FOLDER_SUFFIX
+from edgekd.export.fused import EmbedRequest, check_embed, fused_parity_block, manifest_fields
 from edgekd.export.inputs import ImageSample, load_sample
 from edgekd.export.manifest import build_manifest, write_manifest
 from edgekd.export.weights import count_subnormals, flush_subnormals
@@ -160,6 +162,10 @@ class _Context:
     size_note: str | None = None
     folder_suffix: str = ""  # "-HxW" when one call exports several input sizes
     size_sweep: list[str] | None = None
+    embed: EmbedRequest | None = None  # --embed-pre-post: fused frame -> class-map artifacts
+    parity_source: Any = None  # labelled dataset folder and split for parity (fused parity reloads at camera size)
+    parity_split: str = "val"
+    parity_count: int = 0
 
 
 def export_checkpoint(
@@ -169,7 +175,8 @@ def export_checkpoint(
     parity_images: int = DEFAULT_IMAGES, parity_threshold: float = DEFAULT_THRESHOLD,
     input_size: str | tuple[int, int] | None = None, dynamic_batch: bool = False, force: bool = False,
     arch: str | None = None, num_classes: int | None = None, keep_subnormals: bool = False, exporter: str = "torchscript",
-    options: dict[str, Any] | None = None, log: Log | None = None,
+    options: dict[str, Any] | None = None, log: Log | None = None, embed_pre_post: bool = False,
+    camera_size: str | tuple[int, int] | None = None, channel_order: str = "rgb", class_map_size: str = "network",
 ) -> list[Path]:
     """Export ``checkpoint`` for every (backend, precision); returns the artifact folders written.
 
@@ -177,6 +184,9 @@ def export_checkpoint(
     (``"360x480,240x320"``) to ``<backend>-<precision>-<H>x<W>/``, one per size. INT8 calibrates on
     ``calib_size`` real images of ``calib_dir``'s ``calib_split``; parity runs on
     ``parity_images`` images of ``data_dir`` (default ``calib_dir``) split ``data_split``.
+    ``embed_pre_post`` makes fused artifacts instead (``<backend>-<precision>-fused/``): the graph
+    takes the ``camera_size`` uint8 HWC frame in ``channel_order`` and returns the uint8 class map
+    at ``class_map_size`` (network | camera); see ``edgekd.backends.prepost``.
     """
     log = log or (lambda message: None)
     checkpoint = Path(checkpoint)
@@ -193,10 +203,15 @@ def export_checkpoint(
                           f"{calib_split!r} split); edgekd never calibrates on random noise")
     root = Path(out_dir) / checkpoint.stem
     sizes = parse_input_sizes(input_size)
+    embed = check_embed(EmbedRequest(parse_input_size(camera_size), channel_order, class_map_size),
+                        [b for b, _ in combos], dynamic_batch) if embed_pre_post else None
+    if embed is None and (camera_size is not None or str(channel_order).lower() != "rgb" or class_map_size != "network"):
+        raise EdgekdError("--camera-size, --channel-order and --class-map-size describe a fused artifact; add --embed-pre-post")
+    fused = FOLDER_SUFFIX if embed else ""
     suffixes = [f"-{format_size(s)}" for s in sizes] if len(sizes) > 1 else [""]
-    _refuse_existing([root / f"{b.name}-{p}{x}" for x in suffixes for b, p in combos], force)
+    _refuse_existing([root / f"{b.name}-{p}{x}{fused}" for x in suffixes for b, p in combos], force)
     ctx = _prepare(checkpoint, arch, num_classes, sizes[0] if sizes else None, dynamic_batch, keep_subnormals, options, root, log)
-    ctx.parity_threshold = parity_threshold
+    ctx.parity_threshold, ctx.embed = parity_threshold, embed
     notes = {s: check_input_size(ctx.reference_model, s, ctx.output_stride, ctx.meta["arch"]) for s in sizes[1:]}
     created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
@@ -278,6 +293,7 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
         _check_calibration(ctx.calib, ctx.meta, ctx.input_size, calib_dir)
         log(f"calibration: {ctx.calib.description['num_images']} images of {calib_dir} [{calib_split}]")
     source = data_dir if data_dir is not None else calib_dir
+    ctx.parity_source, ctx.parity_split, ctx.parity_count = source, data_split, parity_images
     if source is None or parity_images < 1:
         ctx.parity_reason = "no labelled images given: pass --data DIR (or --calib DIR) to measure parity"
     else:
@@ -308,7 +324,7 @@ def _check_calibration(calib: ImageSample, meta: dict[str, Any], size: tuple[int
 
 
 def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Path:
-    final = ctx.root / f"{backend.name}-{precision}{ctx.folder_suffix}"
+    final = ctx.root / f"{backend.name}-{precision}{ctx.folder_suffix}{FOLDER_SUFFIX if ctx.embed else ''}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=ctx.root))
     try:
         log(f"{final.name}: converting")
@@ -323,6 +339,11 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             log=log,
         )
         fields = backend.export(request)
+        contract = ctx.embed.contract(ctx.input_size, ctx.meta) if ctx.embed else None
+        if contract is not None:
+            log(f"{final.name}: embedding pre/post-processing ({contract.camera_hw[0]}x{contract.camera_hw[1]} "
+                f"{contract.channel_order} uint8 frame -> uint8 class map at {contract.class_map_at} size)")
+            fields.update(manifest_fields(backend.embed_pre_post(request, contract)))
         calibration = dict(ctx.calib.description, method=ctx.options["calib_method"]) if ctx.calib and precision == "int8" else None
         manifest = build_manifest(
             source=ctx.source, meta=ctx.meta, output_stride=ctx.output_stride, backend=backend.name,
@@ -341,7 +362,7 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
         if ctx.size_sweep:
             manifest["input_size_sweep"] = ctx.size_sweep  # the sizes exported together (one resolution curve)
         write_manifest(tmp, manifest)  # parity loads the artifact exactly as users will, manifest included
-        manifest["parity"] = _parity(backend, precision, tmp, ctx)
+        manifest["parity"] = fused_parity_block(backend, precision, tmp, ctx, contract) if contract else _parity(backend, precision, tmp, ctx)
         write_manifest(tmp, manifest)
         if final.exists():
             shutil.rmtree(final)
