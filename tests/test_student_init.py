@@ -8,13 +8,13 @@ from edgekd.checkpoint import CheckpointError, load_checkpoint, read_meta, sha25
 from edgekd.data import open_dataset
 from edgekd.data.info import DataError
 from edgekd.data.layouts import split_filter
-from edgekd.distill.losses.combine import _drop_void_channel
+from edgekd.distill.losses.combine import drop_void_channel
 from edgekd.errors import EdgekdError
 from edgekd.training import TrainConfig, train_supervised
 from edgekd.training.augment import PhotometricAugment, cutmix
 from edgekd.training.distill import DistillConfig, distill
 
-from conftest import CAMVID, SMALL_RUN, require_shared
+from conftest import CAMVID, MODELS, SMALL_RUN, require_shared
 
 SMALL = SMALL_RUN
 
@@ -80,8 +80,8 @@ def test_photometric_jitter_stays_in_range_and_zero_strength_is_identity():
 
 def test_void_channel_of_a_student_is_left_out_of_teacher_terms():
     student, teacher = torch.randn(2, 12, 4, 4), torch.randn(2, 11, 4, 4)
-    assert torch.equal(_drop_void_channel(student, teacher), student[:, :11])
-    assert _drop_void_channel(teacher, teacher) is teacher
+    assert torch.equal(drop_void_channel(student, teacher), student[:, :11])
+    assert drop_void_channel(teacher, teacher) is teacher
 
 
 def test_split_filter_syntax_and_errors():
@@ -125,3 +125,28 @@ def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickl
     assert path.read_bytes()[0] == 0x80
     _check_safetensors_file(path)  # a valid file: no error
     assert _json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])["__metadata__"]["pad"]
+
+
+def test_freeze_bn_keeps_the_pretrained_statistics_while_weights_train(synthetic_root, tiny_teacher, tmp_path):
+    out = tmp_path / "ft.safetensors"
+    cfg = DistillConfig(arch=None, data=str(synthetic_root), out=str(out), init=str(tiny_teacher), losses=["ce"],
+                        freeze_bn=True, **{**SMALL, "lr": 0.05})
+    distill(cfg)
+    start, _ = load_checkpoint(tiny_teacher)
+    tuned, _ = load_checkpoint(out)
+    before, after = start.state_dict(), tuned.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    weights = [k for k in before if k.endswith("weight") and before[k].dim() == 4]
+    assert any(not torch.equal(before[k], after[k]) for k in weights)
+
+
+def test_a_student_with_a_void_channel_keeps_it_in_its_checkpoint(tmp_path):
+    """ESPNet's CamVid head (11 classes + void) fine-tuned: the saved checkpoint keeps 12 outputs and reloads."""
+    espnet = require_shared(MODELS / "espnet_p2q8_camvid.pth")
+    out = tmp_path / "ft.safetensors"
+    distill(DistillConfig(arch=None, data=str(CAMVID), out=str(out), init=str(espnet), init_arch="espnet_p2q8",
+                          losses=["ce"], optimizer="adamw", lr=1e-5, freeze_bn=True, **SMALL))
+    tuned, meta = load_checkpoint(out)
+    assert tuned.num_classes == meta.num_classes == 12
+    assert meta.class_names[-1] == "void" and meta.metrics["miou"] > 0.5

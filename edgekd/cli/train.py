@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-split", default="train", help="split to train on; SPLIT:-PREFIX leaves out frames whose name starts with PREFIX (e.g. train:-0006R0)")
     p.add_argument("--heldout-split", default=None, help="a second validation set reported every epoch, e.g. train:0006R0 (a drive left out of --train-split)")
     p.add_argument("--scale-range", type=_scale_range, default=(0.5, 2.0), help="random rescale range before cropping, LO,HI (default 0.5,2.0)")
+    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (fine-tuning a pretrained network)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up over the first N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
@@ -55,6 +57,7 @@ def common_config(args: argparse.Namespace) -> dict:
         scale_range=args.scale_range, eval_size=args.eval_size, val_images=args.val_images, seed=args.seed,
         workers=args.workers, device=args.device, resume=args.resume, force=args.force, max_steps_per_epoch=args.max_steps_per_epoch,
         arch_kwargs=args.arch_kwargs, train_split=args.train_split, heldout_split=args.heldout_split,
+        freeze_bn=args.freeze_bn, warmup_steps=args.warmup_steps,
     )
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from edgekd.checkpoint import count_params, load_checkpoint, save_checkpoint
 from edgekd.metrics import ConfusionMatrix
+from edgekd.distill.losses.combine import drop_void_channel
 
 
 def _logits(model, image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
@@ -48,7 +49,7 @@ def kd_metrics(student, teacher, val_set, *, max_images: int | None, device, eva
             s = _logits(student, image, eval_size)
             t = _logits(teacher, image, None)
             small_mask = F.interpolate(mask[:, None].float(), size=s.shape[-2:], mode="nearest-exact")[:, 0].long()
-            agreement.update(_to(t, s.shape[-2:]), s, small_mask)
+            agreement.update(_to(t, s.shape[-2:]), drop_void_channel(s, t), small_mask)
             cm_student.update(_to(s, mask.shape[-2:]).argmax(1), mask)
             cm_teacher.update(_to(t, mask.shape[-2:]).argmax(1), mask)
     finally:

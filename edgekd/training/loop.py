@@ -36,6 +36,7 @@ class LoopConfig:
     warmup_steps: int = 0
     max_steps_per_epoch: int | None = None
     clip_grad: float | None = None
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
@@ -99,6 +100,8 @@ def run_loop(
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         model.train()
+        if cfg.freeze_bn:
+            freeze_batchnorm(model)
         if runtime.device.type == "cpu":
             # Subnormal weights (CGNet's checkpoint carries 256 k of them) make x86 arithmetic ~20× slower;
             # flushing them changes outputs by < 1e-4. Set every epoch: evaluation resets the flag.
@@ -120,6 +123,13 @@ def run_loop(
             else:  # background runs: one line per epoch in the log (stderr: stdout may carry --json)
                 print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {out.name} {line}", file=sys.stderr, flush=True)
     return TrainOutcome(out, cfg.epochs - start_epoch, history, time.perf_counter() - t0)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm in eval mode: its running statistics stay those of the pretrained network."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _run_epoch(model, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, progress, task) -> dict:

@@ -43,11 +43,16 @@ class TrainConfig:
     # A second validation set the model never trains on (e.g. a held-out drive: ``train:0006R0``),
     # reported beside val every epoch as ``heldout_miou``.
     heldout_split: str | None = None
+    # Fine-tuning a pretrained network: keep its BatchNorm statistics (small, augmented batches
+    # would overwrite them) and train only the affine parameters and the convolutions.
+    freeze_bn: bool = False
+    warmup_steps: int = 0
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(
             epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, schedule=self.schedule,
             weight_decay=self.weight_decay, max_steps_per_epoch=self.max_steps_per_epoch,
+            freeze_bn=self.freeze_bn, warmup_steps=self.warmup_steps,
         )
 
 
@@ -85,9 +90,12 @@ def worker_context(workers: int) -> str | None:
 def base_meta(cfg: TrainConfig, model, train_set, method: str) -> CheckpointMeta:
     info = train_set.info
     norm = model.normalization
+    num_classes = getattr(model, "num_classes", info.num_classes)
+    # A head with one extra channel for the dataset's void label (ESPNet's CamVid head) keeps it.
+    void = ["void"] if num_classes == info.num_classes + 1 else []
     return CheckpointMeta(
-        arch=cfg.arch, arch_kwargs=dict(cfg.arch_kwargs), num_classes=info.num_classes,
-        class_names=list(info.class_names), ignore_index=info.ignore_index, input_size=list(cfg.crop_size),
+        arch=cfg.arch, arch_kwargs=dict(cfg.arch_kwargs), num_classes=num_classes,
+        class_names=list(info.class_names) + void, ignore_index=info.ignore_index, input_size=list(cfg.crop_size),
         mean=list(norm.mean), std=list(norm.std), channel_order=norm.channel_order,
         trained_with={
             "method": method, "epochs": cfg.epochs, "seed": cfg.seed, "dataset": info.name,

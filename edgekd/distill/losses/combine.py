@@ -302,7 +302,7 @@ class DistillationObjective(nn.Module):
             raise EdgekdError(f"loss term(s) {names} need the teacher's output; pass teacher_out or drop them")
         s_logits_kd = s_logits
         if t_logits is not None and any(e.needs_teacher and not s.uses_features for s, e in zip(self.specs, self.entries)):
-            s_logits_kd = _drop_void_channel(s_logits, t_logits)
+            s_logits_kd = drop_void_channel(s_logits, t_logits)
             t_logits = self.align_teacher_logits(s_logits_kd, t_logits)
         total = torch.zeros((), dtype=torch.promote_types(s_logits.dtype, torch.float32), device=s_logits.device)
         terms: dict[str, float] = {}
@@ -340,7 +340,7 @@ class DistillationObjective(nn.Module):
         return loss(s_logits, t_logits)
 
 
-def _drop_void_channel(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def drop_void_channel(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """The student's logits on the teacher's classes.
 
     A student with exactly one channel more than its teacher (ESPNet's CamVid head predicts the
