@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resolution distillation: the student runs at HxW, teacher and labels at the crop size (val at HxW too)")
     p.add_argument("--color-jitter", type=float, default=0.0, help="function matching: brightness/contrast/saturation jitter (live teacher)")
     p.add_argument("--cutmix", type=float, default=0.0, help="function matching: CutMix probability per batch (live teacher)")
+    p.add_argument("--qat", action="store_true",
+                   help="quantisation-aware distillation: fine-tune the --init student with NNCF fake quantisation (INT8), "
+                        "the FP32 --init as teacher unless --teacher is given; export it with --precision int8")
+    p.add_argument("--qat-calib-images", type=int, default=32, help="training images that initialise the quantiser ranges (default 32)")
     add_train_arguments(p)
     for action in p._actions:  # --arch is --student here; --data/--out may come from a recipe
         if action.dest in ("arch", "data", "out"):
@@ -49,6 +53,7 @@ def _config_from_args(args):
         teacher_mixing=args.teacher_mixing, losses=args.loss or ["ce", "kd"], temperature=args.temperature,
         cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size, init=args.init, init_arch=args.init_arch,
         student_size=args.student_size, color_jitter=args.color_jitter, cutmix=args.cutmix,
+        qat=args.qat, qat_calib_images=args.qat_calib_images,
     )
 
 
