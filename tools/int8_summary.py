@@ -30,7 +30,7 @@ def row(folder: Path, run: str) -> str | None:
     bn = len(quant.get("batchnorm_in_float") or [])
     agree = parity.get("argmax_agreement")
     return (f"| {folder.parent.name} | {manifest['backend']} | {run} | {quant.get('method', '?')} | {fp32:.2f} | {int8:.2f} | "
-            f"{fp32 - int8:+.2f} | {100 * int8 / fp32:.1f}% | {floats}" + (f" (+{bn} BN)" if bn else "") +
+            f"{int8 - fp32:+.2f} | {100 * int8 / fp32:.1f}% | {floats}" + (f" (+{bn} BN)" if bn else "") +
             f" | {'-' if agree is None else f'{100 * agree:.1f}%'} | {images} ({ref}) |")
 
 
