@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from typing import Any, Iterable
 
 import torch
@@ -26,6 +27,9 @@ from edgekd.errors import EdgekdError
 
 FORMAT = "nncf-torch-qat"
 HOOK_PREFIX = "__nncf_hooks"
+#: NNCF compiles its CPU fake-quantise kernels (a torch C++ extension, cached in ~/.cache/torch_extensions)
+#: on first use and gives up after 60 s; on a loaded 2-core machine the compile takes longer than that.
+EXTENSION_TIMEOUT_S = "900"
 
 
 def _nncf():
@@ -39,13 +43,21 @@ def _nncf():
 
 def prepare(model: nn.Module, images: Iterable[torch.Tensor], *, num_images: int) -> nn.Module:
     """Fake-quantised ``model`` (in place), its ranges initialised from ``images`` (normalised N×3×H×W)."""
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", EXTENSION_TIMEOUT_S)
     nncf = _nncf()
+    from nncf.torch.extensions import ExtensionLoaderTimeoutException
+
     model.eval()
     batches = list(images)
     if not batches:
         raise EdgekdError("quantisation-aware training needs calibration images to initialise the quantiser ranges")
-    quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=num_images,
-                              preset=nncf.QuantizationPreset.PERFORMANCE)
+    try:
+        quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=num_images,
+                                  preset=nncf.QuantizationPreset.PERFORMANCE)
+    except ExtensionLoaderTimeoutException as err:
+        raise EdgekdError(f"NNCF could not build its CPU quantisation kernels within {os.environ['NNCF_EXTENSION_LOAD_TIMEOUT']} s; "
+                          "set NNCF_EXTENSION_LOAD_TIMEOUT=0 (no limit) and retry, after removing a stale lock left by an interrupted "
+                          "build (~/.cache/torch_extensions/*/nncf/quantized_functions_cpu)") from err
     return quantized.train()
 
 
