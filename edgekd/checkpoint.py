@@ -50,6 +50,8 @@ class CheckpointMeta:
     structure: dict[str, Any] | None = None
     # Where the weights started: {"path", "sha256", "arch"} of the checkpoint a fine-tune began from.
     init: dict[str, Any] | None = None
+    # Quantisation-aware training: fake-quantiser placement (NNCF config, JSON); scales are state-dict tensors.
+    quantization: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -99,7 +101,13 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
     if path.suffix != ".safetensors":
         raise CheckpointError(f"checkpoint path {str(path)!r} must end in .safetensors")
     meta.params = count_params(model)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state, seen = {}, set()
+    for k, v in model.state_dict().items():
+        v = v.detach().contiguous().cpu()
+        if v.numel() and v.data_ptr() in seen:  # a shared tensor (e.g. one quantiser on two hooks): safetensors wants copies
+            v = v.clone()
+        seen.add(v.data_ptr())
+        state[k] = v
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"edgekd": json.dumps(asdict(meta))}))
     return path
 
@@ -295,6 +303,10 @@ def build_model(meta: CheckpointMeta) -> nn.Module:
             f"checkpoint of {meta.arch} carries a pruning structure plan, which this edgekd cannot replay yet; "
             "load it with the edgekd version that wrote it"
         )
+    if meta.quantization is not None:  # a QAT checkpoint: replay the fake quantisers, then its scales load as weights
+        from edgekd.qat import restore
+
+        model = restore(model, meta.quantization)
     return model
 
 

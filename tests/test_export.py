@@ -79,6 +79,39 @@ def test_too_few_calibration_images_for_the_method_is_refused(tiny_ckpt, synthet
     assert not any(tmp_path.iterdir()), "nothing written"
 
 
+@pytest.mark.parametrize("method, need", [("percentile", 16), ("entropy", 16)])
+def test_histogram_methods_need_sixteen_calibration_images(tiny_ckpt, synthetic_root, tmp_path, method, need):
+    with pytest.raises(EdgekdError, match=f"12 calibration images are too few for --calib-method {method} .*at least {need}"):
+        export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                          calib_size=12, calib_method=method, parity_images=2)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_auto_with_too_few_images_for_any_method_names_the_count(tiny_ckpt, synthetic_root, tmp_path):
+    with pytest.raises(EdgekdError, match="5 calibration images are too few for --calib-method minmax .*at least 8"):
+        export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                          calib_size=5, parity_images=2)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_calibration_images_of_another_class_count_are_refused(ckpt, synthetic_root, tmp_path):
+    # ckpt predicts 4 classes; the synthetic dataset has 7
+    with pytest.raises(EdgekdError, match="calibration dataset .* has 7 classes but .* predicts 4: calibrate on images of the task"):
+        export_checkpoint(ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                          calib_size=8, parity_images=0)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_calibration_images_of_another_size_are_refused(tiny_ckpt, tmp_path_factory, tmp_path):
+    from edgekd.data import generate_synthetic_dataset
+
+    square = generate_synthetic_dataset(tmp_path_factory.mktemp("square") / "ds", num_train=8, num_val=2, size=(64, 64), seed=0)
+    with pytest.raises(EdgekdError, match="calibration images are 64x64 \\(HxW\\), the export input is 64x96: .*--input-size"):
+        export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=square,
+                          calib_size=8, parity_images=0)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
 def test_unmeetable_budget_fails_with_one_line_and_no_artifact(tiny_ckpt, synthetic_root, tmp_path, monkeypatch):
     from edgekd.backends import int8_budget, ort_int8
     from edgekd.backends.int8_budget import AccuracyGateError

@@ -62,6 +62,7 @@ class ExportRequest:
     val_num_classes: int | None = None  # the labelled images' class count and ignore index (for mIoU)
     val_ignore_index: int | None = None
     log: Any = None  # callable(str) for progress lines, or None
+    qat_onnx_path: Path | None = None  # QDQ graph of a quantisation-aware-trained checkpoint: INT8 as trained, no PTQ
 
 
 class Session(ABC):

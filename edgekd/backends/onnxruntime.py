@@ -137,13 +137,17 @@ class OnnxRuntimeBackend(Backend):
         if request.precision == "fp32":
             shutil.copyfile(request.onnx_path, dst)
             return {"runtime_file": MODEL_FILE, "precision_used": "fp32"}
-        from edgekd.backends.ort_int8 import search
+        from edgekd.backends.ort_int8 import from_qat, search
 
         meta = request.metadata
-        fields = search(request.onnx_path, dst, CalibrationBatches(request.calib_images, batch_size=1),
-                        method=request.options.get("calib_method", "auto"), budget_option=request.options.get("max_accuracy_drop"),
-                        val_images=request.val_images, val_masks=request.val_masks, num_classes=int(request.val_num_classes or meta["num_classes"]),
-                        ignore_index=request.val_ignore_index if request.val_num_classes else meta.get("ignore_index"), log=request.log)
+        gate_data = dict(budget_option=request.options.get("max_accuracy_drop"), val_images=request.val_images, val_masks=request.val_masks,
+                         num_classes=int(request.val_num_classes or meta["num_classes"]),
+                         ignore_index=request.val_ignore_index if request.val_num_classes else meta.get("ignore_index"), log=request.log)
+        if request.qat_onnx_path is not None:
+            fields = from_qat(request.onnx_path, request.qat_onnx_path, dst, **gate_data)
+        else:
+            fields = search(request.onnx_path, dst, CalibrationBatches(request.calib_images, batch_size=1),
+                            method=request.options.get("calib_method", "auto"), **gate_data)
         quant = fields["quantization"]
         floats = len(quant["float_layers"]) + len(quant["batchnorm_in_float"])
         return {

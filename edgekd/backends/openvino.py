@@ -91,6 +91,16 @@ def quantize_int8(ov_model: Any, request: ExportRequest) -> tuple[Any, dict[str,
                    "float_layers": float_layers(model)}
 
 
+def from_qat(request: ExportRequest) -> tuple[Any, dict[str, Any]]:
+    """INT8 IR of a QAT checkpoint: its QDQ graph converted as trained (FakeQuantize ops), no calibration."""
+    try:
+        model = _ov().convert_model(str(request.qat_onnx_path))
+    except Exception as err:
+        raise converter_error("openvino.convert_model", err, "export the QAT checkpoint at fp32, or re-run the QAT fine-tune") from err
+    return model, {"tool": "openvino.convert_model (QDQ ONNX of the QAT checkpoint)", "method": "qat", "num_images": 0,
+                   "float_layers": float_layers(model)}
+
+
 def _classes(request: ExportRequest) -> tuple[int, int | None]:
     meta = request.metadata
     if request.val_num_classes:
@@ -173,12 +183,12 @@ class OpenVinoBackend(Backend):
         if request.precision == "int8":
             fp32_model = ov_model.clone()
             try:
-                ov_model, quant = quantize_int8(ov_model, request)
+                ov_model, quant = quantize_int8(ov_model, request) if request.qat_onnx_path is None else from_qat(request)
             except EdgekdError:
                 raise
             except Exception as err:
                 raise converter_error("nncf", err, "try --max-accuracy-drop off, or more calibration images") from err
-            if quant["method"] == "nncf.quantize_with_accuracy_control":
+            if quant["method"] in ("nncf.quantize_with_accuracy_control", "qat") and request.val_images is not None:
                 fields["accuracy_gate"] = gate(fp32_model, ov_model, request, quant)
             fields.update(quantization=quant, calibration={"method": quant["method"]},
                           precision_used=f"int8 (NNCF FakeQuantize), {len(quant['float_layers'])} weighted layers in float; "

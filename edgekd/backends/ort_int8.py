@@ -240,3 +240,40 @@ def _fields(method: str, batches: CalibrationBatches, float_bn: list[str], float
     if gate is not None:
         fields["accuracy_gate"] = gate
     return fields
+
+
+def from_qat(src: Path, qdq: Path, dst: Path, *, budget_option: Any, val_images: np.ndarray | None, val_masks: np.ndarray | None,
+             num_classes: int, ignore_index: int | None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """INT8 of a QAT checkpoint: its QDQ graph as trained (no calibration, no search), gated against the FP32 graph.
+
+    ``src`` is the FP32 graph of the same weights without quantisers; the budget is the one of every
+    INT8 export. Nothing can be re-quantised here, so an unmet budget fails with the drop reached.
+    """
+    import onnx
+
+    log = log or (lambda message: None)
+    with tempfile.TemporaryDirectory(prefix="edgekd-ort-qat-") as tmp:
+        work = Path(tmp)
+        graph = onnx.load(str(qdq)).graph
+        float_bn = [n.name for n in graph.node if n.op_type == "BatchNormalization"]
+        quant = {"method": "qat", "format": "QDQ (NNCF quantisers of the checkpoint)", "per_channel": True, "num_images": 0,
+                 "activations": "int8 per-tensor", "weights": "int8 symmetric per-channel", "batchnorm_in_float": float_bn,
+                 "float_layers": [], "runtime_graph": runtime_graph(qdq, work)}
+        fields: dict[str, Any] = {"quantization": quant, "calibration": {"method": "qat (scales trained, stored in the checkpoint)"}}
+        if val_images is not None and val_masks is not None and len(val_images) > 0:
+            def score(path: Path) -> float:
+                s = session(path)
+                name = s.get_inputs()[0].name
+                return miou_points(lambda x: s.run(None, {name: x})[0], val_images, val_masks,
+                                   num_classes=num_classes, ignore_index=ignore_index)
+
+            fp32, miou = score(src), score(qdq)
+            budget = resolve_budget(budget_option, fp32)
+            best = Trial("qat", miou, fp32 - miou, [], {"method": "qat"})
+            log(f"onnxruntime INT8 [qat]: mIoU {miou:.2f} vs FP32 {fp32:.2f} (drop {best.drop:.2f}, budget {budget.points})")
+            if not budget.met(best.drop):
+                raise gate_failure("onnxruntime", budget, best, 1)
+            fields["accuracy_gate"] = gate_record(budget, best, [best], images=len(val_images),
+                                                  measured_as="ONNX Runtime QAT INT8 vs ONNX Runtime FP32 of the same weights")
+    dst.write_bytes(qdq.read_bytes())
+    return fields

@@ -32,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class-balanced ce/ohem: weights from the train labels, 1/ln(1.02+p) (enet) or median frequency")
     p.add_argument("--teacher-tta", default=None,
                    help="stronger teacher targets: logits averaged over views, e.g. flip or flip,scales=0.75,1.25 (cached)")
+    p.add_argument("--qat", action="store_true",
+                   help="quantisation-aware distillation: fine-tune the --init student with NNCF fake quantisation (INT8), "
+                        "the FP32 --init as teacher unless --teacher is given; export it with --precision int8")
+    p.add_argument("--qat-calib-images", type=int, default=32, help="training images that initialise the quantiser ranges (default 32)")
     add_train_arguments(p)
     for action in p._actions:  # --arch is --student here; --data/--out may come from a recipe
         if action.dest in ("arch", "data", "out"):
@@ -54,6 +58,7 @@ def _config_from_args(args):
         cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size, init=args.init, init_arch=args.init_arch,
         student_size=args.student_size, color_jitter=args.color_jitter, cutmix=args.cutmix,
         class_weights=args.class_weights, teacher_tta=args.teacher_tta,
+        qat=args.qat, qat_calib_images=args.qat_calib_images,
     )
 
 

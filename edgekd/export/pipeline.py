@@ -22,7 +22,7 @@ import numpy as np
 from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest
 from edgekd.backends.calibration import check_method
 from edgekd.backends.int8_budget import AccuracyGateError
-from edgekd.backends.onnx_export import EXPORTERS, export_onnx
+from edgekd.backends.onnx_export import EXPORTERS, INPUT_NAME, OUTPUT_NAME, export_onnx
 from edgekd.backends.registry import get_backend, list_backends, nearest
 from edgekd.errors import EdgekdError
 from edgekd.backends.prepost import FOLDER_SUFFIX
@@ -32,6 +32,7 @@ from edgekd.export.manifest import build_manifest, write_manifest
 from edgekd.export.weights import count_subnormals, flush_subnormals
 from edgekd.input_sizes import format_size, parse_input_sizes
 from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
+from edgekd.qat import export_qdq_onnx, float_copy, is_qat
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_CALIB_SIZE = 100
@@ -166,6 +167,8 @@ class _Context:
     parity_source: Any = None  # labelled dataset folder and split for parity (fused parity reloads at camera size)
     parity_split: str = "val"
     parity_count: int = 0
+    qat_model: Any = None  # a QAT checkpoint's fake-quantised network (its INT8 is exported as trained)
+    qat_onnx_path: Path | None = None
 
 
 def export_checkpoint(
@@ -198,7 +201,7 @@ def export_checkpoint(
         options["calib_method"] = method
     if exporter not in EXPORTERS:
         raise EdgekdError(f"unknown ONNX exporter {exporter!r}{nearest(exporter, list(EXPORTERS))}; use one of {', '.join(EXPORTERS)}")
-    if int8 and calib_dir is None:
+    if int8 and calib_dir is None and not _is_qat(checkpoint, arch):
         raise EdgekdError("INT8 needs real calibration images: pass --calib DIR (a dataset folder with a "
                           f"{calib_split!r} split); edgekd never calibrates on random noise")
     root = Path(out_dir) / checkpoint.stem
@@ -232,6 +235,11 @@ def export_checkpoint(
                     log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
                     ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
                                                 opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
+                if ctx.qat_model is not None and int8:
+                    ctx.qat_onnx_path = work / f"model{suffix}-qat-qdq.onnx"
+                    log("QAT checkpoint: QDQ ONNX with its trained quantiser scales")
+                    export_qdq_onnx(ctx.qat_model, ctx.qat_onnx_path, ctx.input_size, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+                                    opset=options.get("opset") or 17)
                 for backend, precision in combos:
                     written.append(_export_one(backend, precision, ctx, log))
         except AccuracyGateError:  # an unmet INT8 budget fails the whole export: no artifact from this call stays
@@ -243,6 +251,14 @@ def export_checkpoint(
         shutil.rmtree(work, ignore_errors=True)
         if created_root and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
+
+
+def _is_qat(checkpoint: Path, arch: str | None) -> bool:
+    """A quantisation-aware-trained edgekd checkpoint carries its INT8 scales: it needs no calibration images."""
+    from edgekd.checkpoint import read_meta
+    from edgekd.qat import is_qat
+
+    return checkpoint.suffix == ".safetensors" and arch is None and checkpoint.is_file() and is_qat(read_meta(checkpoint).quantization)
 
 
 def _refuse_existing(targets: list[Path], force: bool) -> None:
@@ -264,7 +280,15 @@ def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_
     meta_dict = asdict(meta)
     meta_dict["normalization"] = {"mean": list(meta.mean), "std": list(meta.std), "channel_order": meta.channel_order,
                                   "formula": "x = (pixel[channel_order] - mean) / std, pixels RGB 0..255"}
-    export_model = copy.deepcopy(model).eval()
+    qat_model = None
+    if is_qat(meta.quantization):  # FP32 artifacts: the trained weights without quantisers; INT8: the QDQ graph as trained
+        from edgekd.models import create_model
+
+        qat_model = model
+        export_model = float_copy(model, lambda: create_model(meta.arch, num_classes=meta.num_classes, **meta.arch_kwargs))
+        log("QAT checkpoint: INT8 uses its trained quantisers; FP32 is its weights without them")
+    else:
+        export_model = copy.deepcopy(model).eval()
     found = count_subnormals(export_model)
     flushed = 0 if keep_subnormals else flush_subnormals(export_model)
     if found:
@@ -274,7 +298,8 @@ def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_
     ctx = _Context(export_model, meta_dict, source, size, dynamic_batch, dict(options), root, stride)
     ctx.subnormals = {"found": found, "flushed": flushed, "keep": keep_subnormals}
     ctx.size_note = size_note
-    ctx.reference_model = model  # original weights: parity includes the effect of flushing
+    ctx.reference_model = model  # original weights: parity includes the effect of flushing (QAT: the fake-quantised model)
+    ctx.qat_model = qat_model
     return ctx
 
 
@@ -288,7 +313,7 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
     """
     from edgekd.data.info import DataError
 
-    if any(p == "int8" for _, p in combos):
+    if any(p == "int8" for _, p in combos) and ctx.qat_model is None:
         ctx.calib = load_sample(calib_dir, calib_split, calib_size, ctx.input_size)
         _check_calibration(ctx.calib, ctx.meta, ctx.input_size, calib_dir)
         log(f"calibration: {ctx.calib.description['num_images']} images of {calib_dir} [{calib_split}]")
@@ -336,7 +361,7 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             calib_pixels=ctx.calib.pixels if ctx.calib and precision == "int8" else None,
             val_images=ctx.val_images, val_masks=ctx.val.masks if ctx.val else None,
             val_num_classes=ctx.val.num_classes if ctx.val else None, val_ignore_index=ctx.val.ignore_index if ctx.val else None,
-            log=log,
+            log=log, qat_onnx_path=ctx.qat_onnx_path if precision == "int8" else None,
         )
         fields = backend.export(request)
         contract = ctx.embed.contract(ctx.input_size, ctx.meta) if ctx.embed else None

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from edgekd.checkpoint import load_checkpoint, sha256_file
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
+from edgekd.qat import record as qat_record
 from edgekd.training.augment import JointAugment, PhotometricAugment, cutmix
 from edgekd.training.class_balance import check_method, class_weights_for
 from edgekd.training.loop import TrainOutcome, run_loop
@@ -52,6 +53,20 @@ class DistillConfig(TrainConfig):
     class_weights: str | None = None
     # Stronger teacher targets: logits averaged over flip / scales ("flip", "flip,scales=0.75,1.25").
     teacher_tta: str | None = None
+    # Quantisation-aware distillation: fake-quantise the student (NNCF), the FP32 init as teacher by default.
+    qat: bool = False
+    qat_calib_images: int = 32
+
+
+class _LogitsForward(torch.nn.Module):
+    """A QAT student trained through ``forward``: its fake quantisers hook ``forward``, not ``forward_features``."""
+
+    def __init__(self, student: torch.nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, x: torch.Tensor):
+        return self.student(x), {}
 
 
 class _FeatureForward(torch.nn.Module):
@@ -125,6 +140,8 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     train_set = open_dataset(cfg.data, cfg.train_split, transform=build_eval_transform(cfg.image_size))
     val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
     info = train_set.info
+    if cfg.qat:
+        _qat_defaults(cfg)
     student, init = build_student(cfg, info)
     student = student.to(runtime.device)
     teachers = load_teachers(cfg, runtime.device) if cfg.teachers else []
@@ -151,13 +168,17 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     meta = base_meta(cfg, student, train_set, method="distill" if teachers else "supervised")
     meta.trained_with.update(_provenance(cfg, teachers, objective, use_cache, cache))
     meta.trained_with.update({"class_weights": balance, "teacher_tta": None if tta is None else tta.to_dict()})
+    if cfg.qat:
+        student = _fake_quantize(cfg, student, train_set, runtime)
+        meta.quantization = qat_record(student, calib_images=min(cfg.qat_calib_images, len(train_set)))
+        meta.trained_with["method"] = "qat-distill"
     if init is not None:
         meta.arch, meta.arch_kwargs, meta.structure = init.arch, dict(init.arch_kwargs), init.structure
         meta.init = {"path": Path(cfg.init).name, "sha256": sha256_file(cfg.init), "arch": init.arch,
                      "val_miou": init.metrics.get("miou")}
     if cfg.student_size is not None:
         meta.input_size = list(cfg.student_size)
-    trainable, unwrap_ddp = wrap_ddp(_FeatureForward(student), runtime)
+    trainable, unwrap_ddp = wrap_ddp((_LogitsForward if cfg.qat else _FeatureForward)(student), runtime)
 
     def unwrap(m):
         return unwrap_ddp(m).student
@@ -205,6 +226,31 @@ def build_student(cfg: DistillConfig, info):
         )
     cfg.arch = init_meta.arch
     return model.train(), init_meta
+
+
+def _qat_defaults(cfg: DistillConfig) -> None:
+    """QAT fine-tunes a trained student; without --teacher its own FP32 weights are the teacher."""
+    if cfg.init is None:
+        raise EdgekdError("--qat fine-tunes a trained student with fake quantisation: pass --init CKPT (the FP32 model)")
+    if cfg.qat_calib_images < 1:
+        raise EdgekdError(f"--qat-calib-images {cfg.qat_calib_images} must be at least 1 (default 32)")
+    from edgekd.distill import parse_specs
+
+    features = [s.key for s in parse_specs(cfg.losses) if s.uses_features]
+    if features:
+        raise EdgekdError(f"--qat trains through the fake-quantised forward (logits only); drop the feature losses {', '.join(features)}")
+    if not cfg.teachers:
+        cfg.teachers, cfg.teacher_archs = [cfg.init], [cfg.init_arch]
+
+
+def _fake_quantize(cfg: DistillConfig, student, train_set, runtime: Runtime):
+    """The student with NNCF fake quantisers, ranges from the first ``qat_calib_images`` training images."""
+    from edgekd.qat import prepare
+
+    count = min(cfg.qat_calib_images, len(train_set))
+    norm = student.normalization
+    images = (norm.apply(train_set[i][0][None].float()).to(runtime.device) for i in range(count))
+    return prepare(student, images, num_images=count)
 
 
 def _decide_cache(cfg: DistillConfig, objective, teachers) -> bool:
