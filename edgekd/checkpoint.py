@@ -46,7 +46,7 @@ class CheckpointMeta:
     params: int = 0
     trained_with: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    # A compressed model: how to rebuild its shape from the base architecture (edgekd.prune.structure).
+    # A compressed model: how to rebuild its shape from the base architecture (edgekd.models.structure).
     structure: dict[str, Any] | None = None
     # Where the weights started: {"path", "sha256", "arch"} of the checkpoint a fine-tune began from.
     init: dict[str, Any] | None = None
@@ -303,8 +303,8 @@ def _load_pruned(model: nn.Module, state: dict[str, torch.Tensor], path: Path, a
 def build_model(meta: CheckpointMeta) -> nn.Module:
     """The untrained network a checkpoint's weights fit: the base architecture, then its pruning plan."""
     model = create_model(meta.arch, num_classes=meta.num_classes, **meta.arch_kwargs)
-    if meta.structure is not None:  # written by `edgekd prune`: replayed without torch-pruning (edgekd.prune.structure)
-        from edgekd.prune.structure import apply_structure
+    if meta.structure is not None:  # written by `edgekd prune`: replayed without torch-pruning (edgekd.models.structure)
+        from edgekd.models.structure import apply_structure
 
         apply_structure(model, meta.structure)
     return model

@@ -1,4 +1,4 @@
-"""Structured pruning: ``prune_checkpoint`` (edgekd.prune.api) and the plan replay (edgekd.prune.structure).
+"""Structured pruning: ``prune_checkpoint`` (edgekd.prune.api) and the plan replay (edgekd.models.structure).
 
 The replay half is imported by ``edgekd.checkpoint`` to rebuild pruned checkpoints and needs no
 torch-pruning; the pruning half imports torch-pruning when it runs.
@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "apply_structure":
-        from edgekd.prune.structure import apply_structure
+        from edgekd.models.structure import apply_structure
 
         return apply_structure
     raise AttributeError(name)

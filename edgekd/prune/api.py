@@ -3,7 +3,7 @@
 Levers, in the order they are applied: ``drop_blocks`` residual blocks removed from the deepest
 stage (CGNet ``level3``, ESPNet ``encoder.level3``), then structured channel pruning (see
 ``edgekd.prune.channels``) at one uniform fraction per group, found by bisection so the result
-meets the MACs or parameter target. The plan (``edgekd.prune.structure``) goes into the
+meets the MACs or parameter target. The plan (``edgekd.models.structure``) goes into the
 checkpoint's metadata; the weights stay safetensors.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 
 from edgekd.errors import EdgekdError
 from edgekd.prune.channels import PruneError, prune_pass
-from edgekd.prune.structure import STRUCTURE_FORMAT, changed_layers, drop_blocks, refresh_feature_channels
+from edgekd.models.structure import STRUCTURE_FORMAT, changed_layers, drop_blocks, refresh_feature_channels
 
 IMPORTANCE = ("magnitude", "bn", "taylor")
 MAX_FRACTION = 0.9  # never remove more than 90% of a group's channels
