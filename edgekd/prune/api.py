@@ -166,7 +166,7 @@ def prune_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, targ
     reference = create_model(meta.arch, num_classes=meta.num_classes, **meta.arch_kwargs)
     drop_blocks(reference, dropped)
     meta.structure = {
-        "format": STRUCTURE_FORMAT, "tool": "edgekd prune", "torch_pruning": tp.__version__,
+        "format": STRUCTURE_FORMAT, "tool": "edgekd prune", "torch_pruning": _tp_version(tp),
         "dropped_blocks": dropped, "layers": changed_layers(reference, pruned), "groups": result.groups,
         "skipped": result.skipped, "importance": importance, "iterative_steps": iterative_steps,
         "target": {"kind": target.kind, "value": target.value}, "input_size": list(size),
@@ -179,6 +179,16 @@ def prune_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, targ
     save_checkpoint(out, pruned, meta)
     after["file_bytes"] = Path(out).stat().st_size
     return PruneResult(Path(out), before, after, fraction, dropped, result.skipped, meta.structure, pruned.eval())
+
+
+def _tp_version(tp) -> str:
+    """The installed distribution's version (the module's ``__version__`` says 1.6.0 in the 1.6.1 wheel)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch-pruning")
+    except PackageNotFoundError:
+        return str(getattr(tp, "__version__", "unknown"))
 
 
 def _taylor_hook(data: str, calib_images: int, meta):
