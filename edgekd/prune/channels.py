@@ -130,7 +130,13 @@ def prune_step(model: nn.Module, DG, names: dict, originals: dict[str, int], fra
         if scores is None:
             skip[name] = "the importance criterion has nothing to score in this group (no BatchNorm for --importance bn)"
             continue
-        per_set = scores.detach().float().view(k, n // k).sum(0)
+        scores = scores.detach().float().flatten()
+        if scores.numel() < n:
+            skip[name] = f"the importance criterion scored {scores.numel()} of its {n} channels"
+            continue
+        # torch-pruning sizes the score vector like the group's first scored layer (a depthwise conv's
+        # in+out entries can make it longer); every score is scattered to a root index < n, so the rest is zero
+        per_set = scores[:n].view(k, n // k).sum(0)
         lowest = torch.argsort(per_set)[:remove].tolist()
         idxs = sorted(p + j * (n // k) for p in lowest for j in range(k))
         try:
