@@ -46,7 +46,7 @@ class CheckpointMeta:
     params: int = 0
     trained_with: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    # A compressed model: how to rebuild its shape from the base architecture (edgekd.prune.structure).
+    # A compressed model: how to rebuild its shape from the base architecture (edgekd.models.structure).
     structure: dict[str, Any] | None = None
     # Where the weights started: {"path", "sha256", "arch"} of the checkpoint a fine-tune began from.
     init: dict[str, Any] | None = None
@@ -274,8 +274,11 @@ def load_checkpoint(
     if path.suffix == ".safetensors" and arch is None:
         meta = read_meta(path)
         model = build_model(meta)
-        source = str(path) if meta.structure is None else f"{path} (pruned: its structure plan replayed on {meta.arch})"
-        load_state_strict(model, _open_safetensors(path)[0], source)
+        state = _open_safetensors(path)[0]
+        if meta.structure is None:
+            load_state_strict(model, state, str(path))
+        else:
+            _load_pruned(model, state, path, meta.arch)
         return model.eval(), meta
     if arch is None:
         raise CheckpointError(f"{path} is not an edgekd checkpoint (.safetensors); name its architecture with --arch")
@@ -295,14 +298,23 @@ def load_checkpoint(
     return model.eval(), meta
 
 
+def _load_pruned(model: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Strict load of a pruned checkpoint; a mismatch means its plan and its weights disagree."""
+    try:
+        load_state_strict(model, state, f"{path} (pruned)")
+    except CheckpointError as err:
+        detail = str(err).split(": ", 1)[-1].removesuffix(". Is --arch right?")
+        raise CheckpointError(f"pruned checkpoint {path}: its pruning plan replayed on {arch} does not match its weights "
+                              f"({detail}); nothing was loaded — re-run edgekd prune to rewrite it") from None
+
+
 def build_model(meta: CheckpointMeta) -> nn.Module:
     """The untrained network a checkpoint's weights fit: the base architecture, then its pruning plan."""
     model = create_model(meta.arch, num_classes=meta.num_classes, **meta.arch_kwargs)
-    if meta.structure is not None:  # written by `edgekd prune` (issue 12, not in this version yet)
-        raise CheckpointError(
-            f"checkpoint of {meta.arch} carries a pruning structure plan, which this edgekd cannot replay yet; "
-            "load it with the edgekd version that wrote it"
-        )
+    if meta.structure is not None:  # written by `edgekd prune`: replayed without torch-pruning (edgekd.models.structure)
+        from edgekd.models.structure import apply_structure
+
+        apply_structure(model, meta.structure)
     if meta.quantization is not None:  # a QAT checkpoint: replay the fake quantisers, then its scales load as weights
         from edgekd.qat import restore
 

@@ -146,6 +146,9 @@ class CGNet(SegmentationModel):
         self.level1_1 = ConvBNPReLU(32, 32, 3)
         self.level1_2 = ConvBNPReLU(32, 32, 3)
         self.inject = _avg_pool_half()
+        # A second (parameter-free) pooling module for the 1/4 image: one module called twice is one node
+        # in torch-pruning's dependency graph, which then mis-maps the channels of the stage-2 concatenation.
+        self.inject_quarter = _avg_pool_half()
         self.b1 = BNPReLU(32 + 3)
         self.level2_0 = ContextGuidedBlockDown(32 + 3, 64, dilation=2, reduction=8)
         self.level2 = nn.ModuleList(ContextGuidedBlock(64, 2, 8) for _ in range(stage2_blocks - 1))
@@ -158,7 +161,7 @@ class CGNet(SegmentationModel):
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image_half = self.inject(x)
-        image_quarter = self.inject(image_half)  # identical to the original's second, separate pooling chain
+        image_quarter = self.inject_quarter(image_half)  # identical to the original's second, separate pooling chain
         stem = self.level1_2(self.level1_1(self.level1_0(x)))
         stage1 = self.b1(torch.cat([stem, image_half], 1))
         down2 = self.level2_0(stage1)

@@ -145,6 +145,9 @@ class ESPNetEncoder(nn.Module):
         super().__init__()
         self.level1 = CBR(3, 16, 3, 2)
         self.inject = nn.AvgPool2d(3, stride=2, padding=1)  # input injection (original: InputProjectionA)
+        # the 1/4 image gets its own (parameter-free) pooling module: one module called twice is one node in
+        # torch-pruning's dependency graph, which mis-maps the channel offsets of the stage-2 concatenation
+        self.inject_quarter = nn.AvgPool2d(3, stride=2, padding=1)
         self.b1 = BR(16 + 3)
         self.level2_0 = ESPDownsampler(16 + 3, 64)
         self.level2 = nn.ModuleList(ESPBlock(64, 64) for _ in range(p))
@@ -158,7 +161,7 @@ class ESPNetEncoder(nn.Module):
         image_half = self.inject(x)
         stage1 = self.b1(torch.cat([self.level1(x), image_half], 1))
         down2 = self.level2_0(stage1)
-        stage2 = self.b2(torch.cat([_run(self.level2, down2), down2, self.inject(image_half)], 1))
+        stage2 = self.b2(torch.cat([_run(self.level2, down2), down2, self.inject_quarter(image_half)], 1))
         down3 = self.level3_0(stage2)
         stage3 = self.b3(torch.cat([down3, _run(self.level3, down3)], 1))
         return stage1, stage2, stage3
