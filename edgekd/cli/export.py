@@ -79,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         num_classes=args.num_classes, keep_subnormals=args.keep_subnormals, exporter=args.exporter,
         options=_options(args), log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"),
     )
-    _print_summary(console, [(path, read_manifest(path)) for path in paths])
+    artifacts = [(path, read_manifest(path)) for path in paths]
+    _print_summary(console, artifacts)
+    failed = [path.name for path, manifest in artifacts if manifest["parity"].get("status") == "failed"]
+    if failed:  # kept for inspection, but the call did not produce usable artifacts
+        console.print(f"[bold red]parity failed for {escape(', '.join(failed))}: these artifacts are not usable[/bold red]")
+        return 1
     return 0
 
 
