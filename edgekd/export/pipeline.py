@@ -222,7 +222,7 @@ def export_checkpoint(
 
 
 WORK_PREFIX = ".edgekd-work-"
-_OWNED_PID = re.compile(r"\.pid(\d+)[.-]")
+_OWNED_PID = re.compile(r"[.-]pid(\d+)[.-]")
 LEGACY_STALE_S = 600  # temporaries named without a pid (edgekd before 0.x): stale when untouched this long
 
 
