@@ -269,10 +269,9 @@ def main() -> int:
             rc, message, seconds = run_case(case, w, args.timeout)
             rows.append((case, rc, message, seconds))
             print(f"[{seconds:5.1f} s] {case.name}: exit {rc} — {message[:150]}", file=sys.stderr, flush=True)
-        text = table(rows)
-        print(text)
-        if args.out:
-            args.out.write_text(text + "\n")
+            if args.out:  # after every case: a run cut short still leaves the rows it has
+                args.out.write_text(table(rows) + "\n")
+        print(table(rows))
         return 0 if all(_verdict(c, rc) == "as intended" for c, rc, _, _ in rows) else 1
     finally:
         if args.keep:
