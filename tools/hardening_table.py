@@ -259,7 +259,6 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
     w = Path(tempfile.mkdtemp(prefix="edgekd-hardening-"))
-    os.environ.setdefault("EDGEKD_CACHE", str(w / "cache"))
     try:
         make_inputs(w)
         rows = []
