@@ -257,7 +257,16 @@ def main() -> int:
     parser.add_argument("--only", default=None, help="run only cases whose name contains this text")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case (default 300)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--list", action="store_true", help="print the cases and the intended outcome, run nothing")
     args = parser.parse_args()
+    if args.list:
+        print("| # | case | issue 16 | command (in `$W`) | intended |\n|---|---|---|---|---|")
+        for i, case in enumerate(CASES, 1):
+            intended = {"refused": "one-line error, exit 2 (or 1 for a failed result)", "ok": "exit 0",
+                        "failed": "exit 1 (result not usable, said why)"}[case.expect]
+            cmd = case.shell.replace("$E", "edgekd").replace("|", "\\|")
+            print(f"| {i} | {case.name} | {case.kind} | `{cmd}` | {intended} |")
+        return 0
     w = Path(tempfile.mkdtemp(prefix="edgekd-hardening-"))
     try:
         make_inputs(w)
