@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.metrics import BoundaryFScore, ConfusionMatrix
+from edgekd.metrics import BoundaryFScore, ConfusionMatrix, check_class_count
 from edgekd.models.base import Normalization
 
 BOUNDARY_TOLERANCE_PX = 2
@@ -29,14 +29,21 @@ def predict(model: nn.Module, normalization: Normalization, images: torch.Tensor
 
 def evaluate_model(
     model: nn.Module, normalization: Normalization, dataset, *, input_size: tuple[int, int] | None = None,
-    max_images: int | None = None, device: str | torch.device = "cpu", progress=None,
+    max_images: int | None = None, device: str | torch.device = "cpu", progress=None, name: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` on ``dataset`` (items: uint8 3×H×W image, int64 H×W mask).
+
+    A model of another class count than the dataset's is refused (``check_class_count``) before
+    any image is scored; ``name`` (e.g. the checkpoint path) is how the refusal names the model.
 
     Denormal floats are flushed to zero while evaluating (x86 arithmetic on them is ~20× slower;
     outputs change by < 1e-4) and the result says so.
     """
     info = dataset.info
+    model_classes = getattr(model, "num_classes", None)
+    if model_classes is not None:
+        check_class_count(model_classes, info.num_classes, info.ignore_index, model=name or type(model).__name__,
+                          dataset=f"{info.name} ({info.root})")
     confusion = ConfusionMatrix(info.num_classes, info.ignore_index)
     boundary = BoundaryFScore(info.ignore_index, BOUNDARY_TOLERANCE_PX)
     n = len(dataset) if max_images is None else min(len(dataset), max_images)

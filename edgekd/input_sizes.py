@@ -1,12 +1,16 @@
 """Input-size lists: ``"360x480,270x360,240x320"`` → ``[(360, 480), (270, 360), (240, 320)]``.
 
 The resolution curve (docs/resolution_curve.md) runs one model at several input sizes; export,
-eval and bench take the sizes as one comma-separated list. Ground floor: imports only the error
-type, so every layer can use it.
+eval and bench take the sizes as one comma-separated list. ``judge_input_size`` is the one rule
+for a size off the model's stride grid, used by export, eval and doctor alike. Ground floor:
+imports only the error type (torch only inside the function that runs a model), so every layer
+can use it.
 """
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from edgekd.errors import EdgekdError
@@ -64,3 +68,45 @@ def parse_input_sizes(value: str | Iterable[Any] | tuple[int, int] | None) -> li
             raise EdgekdError(f"input size {format_size(size)} appears twice in {text!r}; give each size once")
         seen.add(size)
     return sizes
+
+
+@dataclass(frozen=True)
+class SizeVerdict:
+    """The one input-size rule, shared by ``export``, ``eval`` and ``doctor``.
+
+    ``ok``: a multiple of the output stride. ``off_grid``: not a multiple, but the model runs at it
+    and returns logits of that size (it resizes internally): accepted, with ``message`` as a note
+    (export records it, doctor warns). ``refused``: the model fails at it or returns logits of
+    another size: export refuses it, doctor reports an error. ``nearest`` is the next multiple.
+    """
+
+    status: str  # "ok" | "off_grid" | "refused"
+    message: str | None
+    nearest: tuple[int, int]
+
+
+def judge_input_size(model: Any, size: tuple[int, int], stride: int, arch: str) -> SizeVerdict:
+    """Classify ``size`` for ``model`` (see ``SizeVerdict``); an off-grid size is run through the model once."""
+    h, w = size
+    stride = max(int(stride), 1)
+    up = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
+    if h % stride == 0 and w % stride == 0:
+        return SizeVerdict("ok", None, up)
+    fix = f"use --input-size {up[0]}x{up[1]} (or another multiple of {stride})"
+    if model is None:  # an artifact: its export already ran the model at this size and accepted it
+        return SizeVerdict("off_grid", f"{h}x{w} is not a multiple of the output stride {stride}; the exported model "
+                           f"resizes internally at it, but {up[0]}x{up[1]} would avoid the resampling", up)
+    import torch
+
+    try:
+        with torch.inference_mode():
+            out = model.eval()(torch.zeros(1, 3, h, w))
+    except Exception as err:  # noqa: BLE001 — any failure at this size is the refusal's reason
+        first = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        return SizeVerdict("refused", f"input size {h}x{w} is not divisible by {arch}'s output stride {stride} and the "
+                           f"model fails at it ({type(err).__name__}: {first}); {fix}", up)
+    if tuple(out.shape[-2:]) != (h, w):
+        return SizeVerdict("refused", f"input size {h}x{w} is not divisible by {arch}'s output stride {stride}: the model "
+                           f"returns {out.shape[-2]}x{out.shape[-1]} logits at it; {fix}", up)
+    return SizeVerdict("off_grid", f"{h}x{w} is not a multiple of the output stride {stride}; the model runs at it "
+                       f"(it resizes internally), but {up[0]}x{up[1]} would avoid the resampling", up)

@@ -9,6 +9,34 @@ import cv2
 import numpy as np
 import torch
 
+from edgekd.errors import EdgekdError
+
+
+class ClassCountError(EdgekdError):
+    """A model's output channels are not the dataset's classes: any mIoU computed would be wrong."""
+
+
+def has_void_head(model_classes: int, num_classes: int, ignore_index: int | None) -> bool:
+    """One extra trailing channel that is the dataset's void label (ESPNet's CamVid head: 12 outputs,
+    11 classes, ignore index 11). Its predictions count as wrong (see ``ConfusionMatrix``)."""
+    return model_classes == num_classes + 1 and ignore_index == num_classes
+
+
+def check_class_count(model_classes: int, num_classes: int, ignore_index: int | None, *, model: str, dataset: str) -> None:
+    """Refuse scoring a model on a dataset of another label set, naming both counts.
+
+    The one mismatch allowed is the void head of ``has_void_head``; any other would print an mIoU
+    under the dataset's class names that measures nothing (class i of the model is not class i of
+    the data).
+    """
+    model_classes, num_classes = int(model_classes), int(num_classes)
+    if model_classes == num_classes or has_void_head(model_classes, num_classes, ignore_index):
+        return
+    raise ClassCountError(
+        f"{model} predicts {model_classes} classes but dataset {dataset} has {num_classes} (ignore index {ignore_index}): "
+        "its mIoU would be meaningless; evaluate on the label set the model was trained on (only one extra trailing "
+        "void channel is accepted, when the ignore index equals the class count)")
+
 
 def _to_numpy(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):

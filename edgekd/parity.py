@@ -41,6 +41,12 @@ def compare(reference: np.ndarray, candidate: np.ndarray, masks: np.ndarray, *, 
     """Parity figures for candidate vs reference logits (N×C×H×W) over ground-truth masks (N×H×W)."""
     if reference.shape != candidate.shape:
         return {"status": "failed", "reason": f"output shape {tuple(candidate.shape)} differs from the reference {tuple(reference.shape)}"}
+    for name, logits in (("the PyTorch FP32 reference", reference), ("the artifact", candidate)):
+        bad = int(logits.size - np.count_nonzero(np.isfinite(logits)))
+        if bad:  # a NaN difference compares False with every threshold: it must never read as agreement
+            return {"status": "failed", "images": int(len(reference)),
+                    "reason": f"{name} gives {bad} NaN/Inf logits of {logits.size} (NaN/Inf weights, or an overflow at "
+                              "this precision): parity cannot be measured and the artifact's outputs are not usable"}
     ref_cls, cand_cls = reference.argmax(1), candidate.argmax(1)
     ref_cm, cand_cm = ConfusionMatrix(num_classes, ignore_index), ConfusionMatrix(num_classes, ignore_index)
     ref_cm.update(ref_cls, masks)

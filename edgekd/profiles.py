@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import yaml
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, yaml_error_text
 
 PROFILE_DIR_ENV = "EDGEKD_PROFILE_DIR"
 KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert")
@@ -130,6 +130,7 @@ class DeviceProfile:
 
     def with_host(self, host: str) -> "DeviceProfile":
         """The same profile reached over ssh at ``host`` (``--host user@addr``)."""
+        check_ssh_host(host, "--host")
         return replace(self, connection=replace(self.connection, type="ssh", host=host))
 
     def with_threads(self, threads: int) -> "DeviceProfile":
@@ -137,6 +138,64 @@ class DeviceProfile:
 
 
 _FILE_ONLY = {"path", "sha256"}
+
+# ssh -o options a shared profile may set: none of them runs a command or opens a tunnel
+# (ProxyCommand, LocalCommand, KnownHostsCommand, ProxyJump, forwards, Include, Match exec... are refused).
+SSH_SAFE_OPTIONS = (
+    "AddressFamily", "BatchMode", "CheckHostIP", "Ciphers", "Compression", "ConnectionAttempts", "ConnectTimeout",
+    "HostKeyAlgorithms", "HostKeyAlias", "HostName", "IdentitiesOnly", "IdentityFile", "IPQoS", "KexAlgorithms",
+    "LogLevel", "MACs", "NumberOfPasswordPrompts", "PasswordAuthentication", "Port", "PreferredAuthentications",
+    "PubkeyAuthentication", "ServerAliveCountMax", "ServerAliveInterval", "StrictHostKeyChecking", "TCPKeepAlive",
+    "User", "UserKnownHostsFile",
+)
+_SSH_FLAGS = {"-4", "-6", "-C", "-q", "-v", "-vv", "-vvv"}  # flags without a value
+_SSH_VALUE_FLAGS = {"-p": "Port", "-i": "IdentityFile", "-l": "User"}  # flags whose value is the next item
+
+
+def check_ssh_host(host: str, where: str) -> None:
+    """A destination ssh cannot read as an option (``-V``, ``-oProxyCommand=...``) or as several words."""
+    if not host or host.startswith("-") or any(c.isspace() or ord(c) < 32 for c in host):
+        raise ProfileError(f"{where} {host!r} is not an ssh destination: it must be user@host or host, not start with "
+                           "'-' (ssh would read it as an option) nor hold spaces or control characters")
+
+
+def check_ssh_options(options: tuple[str, ...] | list[str], where: str) -> None:
+    """Allow only ssh options that cannot run code: ``-oName=value`` / ``-o Name=value`` for a name in
+    ``SSH_SAFE_OPTIONS``, ``-p PORT``, ``-i FILE``, ``-l USER`` and the flags -4 -6 -C -q -v."""
+    items = list(options)
+    i = 0
+    while i < len(items):
+        item = str(items[i])
+        if item in _SSH_FLAGS:
+            i += 1
+            continue
+        if item in _SSH_VALUE_FLAGS or item == "-o":
+            if i + 1 >= len(items):
+                raise ProfileError(f"{where}: {item!r} needs a value after it")
+            value = str(items[i + 1])
+            if item != "-o":
+                if value.startswith("-"):
+                    raise ProfileError(f"{where}: {item} {value!r}: the value may not start with '-'")
+                i += 2
+                continue
+            _check_ssh_option(value, where)
+            i += 2
+            continue
+        if item.startswith("-o") and len(item) > 2:
+            _check_ssh_option(item[2:], where)
+            i += 1
+            continue
+        raise ProfileError(f"{where}: {item!r} is not allowed; use -oName=value with a name among "
+                           f"{', '.join(SSH_SAFE_OPTIONS)}, or -p PORT, -i FILE, -l USER")
+    return None
+
+
+def _check_ssh_option(text: str, where: str) -> None:
+    name = text.strip().replace("=", " ", 1).split(" ", 1)[0]
+    canonical = {o.lower(): o for o in SSH_SAFE_OPTIONS}.get(name.lower())
+    if canonical is None:
+        raise ProfileError(f"{where}: ssh option {name!r} is refused: a shared profile may not set options that run "
+                           f"commands or open tunnels (ProxyCommand, LocalCommand, ...); allowed: {', '.join(SSH_SAFE_OPTIONS)}")
 
 
 def profile_dirs() -> list[Path]:
@@ -188,7 +247,9 @@ def load_profile_file(path: str | os.PathLike) -> DeviceProfile:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+    except yaml.YAMLError as err:
+        raise ProfileError(f"profile {yaml_error_text(path, err)}; fix the file") from None
+    except (OSError, UnicodeDecodeError) as err:
         raise ProfileError(f"cannot read profile {path}: {err}") from err
     if not isinstance(raw, dict):
         raise ProfileError(f"profile {path} must be a YAML mapping, found {type(raw).__name__}")
@@ -287,6 +348,9 @@ def _check_values(p: DeviceProfile, path: Path) -> None:
             raise bad(f"real_time.{key}", getattr(rt, key), "a positive number")
     if p.connection.type not in ("local", "ssh"):
         raise bad("connection.type", p.connection.type, "local | ssh")
+    if p.connection.host is not None:
+        check_ssh_host(p.connection.host, f"{path}: connection.host")
+    check_ssh_options(p.connection.ssh_options, f"{path}: connection.ssh_options")
     if p.name != path.stem:
         raise bad("name", p.name, f"the file's stem {path.stem!r} (one profile per file, named after it)")
 

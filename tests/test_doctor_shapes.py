@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.doctor.precision import check_artifact_precision, check_int8_calibration, check_openvino_default
@@ -16,12 +17,29 @@ def codes(findings) -> dict[str, str]:
     return {f.code: f.severity for f in findings}
 
 
-def test_stride_check():
+class _CropsLogits(torch.nn.Module):
+    """Stands in for a skip-concatenating model: at an off-stride size its logits come out smaller."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        return torch.zeros(1, 3, h // 32 * 32, w // 32 * 32)
+
+
+def test_stride_check_is_the_export_rule():
     assert check_stride((360, 480), 8, "x") == []
-    (f,) = check_stride((360, 480), 32, "x", device="host")
-    assert (f.severity, f.code, f.device) == ("error", "stride-mismatch", "host")
-    assert f.details["nearest_valid"] == [384, 480]
     assert check_stride((37, 41), 1, "x") == []
+    # a model export refuses at that size (wrong-size logits): an error, as export stops there
+    (f,) = check_stride((360, 480), 32, "x", device="host", model=_CropsLogits(), arch="crops")
+    assert (f.severity, f.code, f.device) == ("error", "stride-mismatch", "host")
+    assert f.details["nearest_valid"] == [384, 480] and "returns 352x480 logits" in f.why_it_matters
+    # a model that resizes internally: export accepts it with a note, the doctor warns
+    from edgekd.models import create_model
+
+    (f,) = check_stride((63, 95), 8, "x", model=create_model("unet_tiny", num_classes=3), arch="unet_tiny")
+    assert (f.severity, f.code) == ("warning", "stride-offgrid") and f.details["nearest_valid"] == [64, 96]
+    # an artifact (no model): its export accepted the size, so the same warning
+    (f,) = check_stride((360, 480), 32, "artifact input")
+    assert (f.severity, f.code) == ("warning", "stride-offgrid")
 
 
 def test_camera_aspect():

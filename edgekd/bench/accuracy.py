@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from edgekd.bench.e2e import FramePipeline
-from edgekd.metrics import BoundaryFScore, ConfusionMatrix
+from edgekd.bench.finite import check_finite
+from edgekd.metrics import BoundaryFScore, ConfusionMatrix, check_class_count
 
 BOUNDARY_TOLERANCE_PX = 2
 _CV2_MAX_CHANNELS = 512
@@ -49,9 +50,13 @@ def evaluate_session(run: Callable[[np.ndarray], np.ndarray], sync: Callable[[],
     t0 = time.perf_counter_ns()
     for i in range(n):
         image, mask = dataset.read_pair(i)
-        logits = run(pre.preprocess(image))
+        logits = np.asarray(run(pre.preprocess(image)))
         sync()
-        pred = logits_to_labels(np.asarray(logits), mask.shape)
+        if i == 0:
+            check_class_count(logits.shape[1], info.num_classes, info.ignore_index, model="the artifact's output",
+                              dataset=f"{info.name} ({info.root})")
+        check_finite(logits, f"logits of image {i} of {info.name}")
+        pred = logits_to_labels(logits, mask.shape)
         confusion.update(pred, mask)
         boundary.update(pred, mask)
     seconds = (time.perf_counter_ns() - t0) / 1e9

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.bench import hostinfo, memory, thermal, timing
 from edgekd.bench.e2e import FramePipeline, FusedFramePipeline, camera_paced, fused_contract, measure_e2e, synthetic_frame
+from edgekd.bench.finite import check_finite
 from edgekd.bench.power import EnergyMeter, make_energy_meter
 
 
@@ -169,6 +170,8 @@ def measure_cell(spec: dict[str, Any], out: dict[str, Any]) -> None:
         session = _load(artifact_dir, manifest, spec, out)
         mem["after_load_rss_mb"] = memory.current_rss_mb()
         pipeline, frame, x, step = _pipeline(session, manifest, hw, batch, spec, out)
+        if not fused_contract(manifest):  # a NaN/Inf output fails the cell before anything is timed
+            check_finite(np.asarray(session.run(np.array(x))), "the model's output on a camera frame")
         out["first_inference_ms"] = timing.first_call_ms(step, session.sync)
         stage("warmup")
         warm = timing.warm_up(step, session.sync, timing.WarmupPolicy(**spec.get("warmup", {})))

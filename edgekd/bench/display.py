@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -40,10 +41,10 @@ def results_table(records: list[dict[str, Any]], title: str) -> Table:
     for r in records:
         lat, e2e, paced, backend = r.get("latency_ms") or {}, r.get("e2e") or {}, r.get("paced") or {}, r.get("backend") or {}
         budget = r.get("budget") or {}
-        status = r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/]: {str(r.get('error', '')).splitlines()[0][:60]}"
+        status = r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/]: {escape((str(r.get('error') or '').splitlines() or [''])[0][:60])}"
         ok = "green" if budget.get("latency_ok") else "yellow"
         table.add_row(
-            (r.get("candidate") or {}).get("label", "?"), str(backend.get("name")),
+            escape(str((r.get("candidate") or {}).get("label", "?"))), escape(str(backend.get("name"))),
             f"{r.get('precision_requested')} → {backend.get('precision_used') or '—'}",
             "x".join(map(str, r.get("input_size") or [])),
             _fmt(lat.get("p50"), ".2f"), f"[{ok}]{_fmt(lat.get('p99'), '.2f')}[/]" if lat else "—",
@@ -67,10 +68,10 @@ class RichReporter:
     def start(self, profile: DeviceProfile, run_id: str, path: Path, cells: list[Cell], pending: int, notes: list[str]) -> None:
         rt = profile.real_time
         self.title = f"{profile.name} · run {run_id}"
-        self.console.print(f"[bold]{profile.name}[/] ({profile.description.split('.')[0]}) — budget {rt.latency_budget_ms} ms, "
-                           f"{rt.target_fps} FPS, {rt.memory_budget_mb} MB · run [bold]{run_id}[/] → {path}")
+        self.console.print(f"[bold]{escape(profile.name)}[/] ({escape(profile.description.split('.')[0])}) — budget {rt.latency_budget_ms} ms, "
+                           f"{rt.target_fps} FPS, {rt.memory_budget_mb} MB · run [bold]{escape(run_id)}[/] → {escape(str(path))}")
         for note in notes:
-            self.console.print(f"[yellow]note:[/] {note}")
+            self.console.print(f"[yellow]note:[/] {escape(note)}")
         if len(cells) > pending:
             self.console.print(f"resuming: {len(cells) - pending} of {len(cells)} cells already recorded, {pending} to run")
         self.progress.start()
@@ -78,11 +79,11 @@ class RichReporter:
 
     def cell_started(self, cell: Cell) -> None:
         self.cell = cell
-        self.progress.update(self.task, description=f"{cell.label} · starting")
+        self.progress.update(self.task, description=escape(f"{cell.label} · starting"))
 
     def stage(self, name: str) -> None:
         label = self.cell.label if self.cell else "run"
-        self.progress.update(self.task, description=f"{label} · {name}")
+        self.progress.update(self.task, description=escape(f"{label} · {name}"))
 
     def cell_done(self, cell: Cell, record: dict[str, Any]) -> None:
         self.progress.advance(self.task)
@@ -92,7 +93,7 @@ class RichReporter:
             line += f", p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
         elif record.get("error"):
             line += f" — {str(record['error']).splitlines()[0][:100]}"
-        self.progress.console.print(line)
+        self.progress.console.print(line, markup=False, highlight=False)
 
     def finish(self, records: list[dict[str, Any]]) -> None:
         self.progress.update(self.task, description="done")

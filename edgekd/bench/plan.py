@@ -47,6 +47,22 @@ class Cell:
         return f"{self.checkpoint_sha256}@{self.input_size[0]}x{self.input_size[1]}"
 
 
+def _is_temporary(path: Path) -> bool:
+    """A folder inside an export's temporaries (``.<artifact>.*.tmp``, ``.edgekd-work-*``): never a candidate."""
+    return any(part.startswith(".edgekd-work-") or (part.startswith(".") and part.endswith(".tmp")) for part in path.parts)
+
+
+def incomplete_reason(manifest: dict[str, Any]) -> str | None:
+    """Why an artifact is not complete (its export was killed before the end), or None.
+
+    Export writes ``complete: false`` (and parity ``pending``) until the artifact is whole, then
+    ``complete: true``; manifests from before that flag count as complete unless parity is pending.
+    """
+    if manifest.get("complete") is False or (manifest.get("parity") or {}).get("status") == "pending":
+        return "its manifest says the export did not complete (parity pending); re-export it"
+    return None
+
+
 def discover_artifacts(paths: list[str | Path]) -> list[Path]:
     """Artifact folders (holding manifest.json) given directly or found below the given folders."""
     found: list[Path] = []
@@ -55,9 +71,12 @@ def discover_artifacts(paths: list[str | Path]) -> list[Path]:
         if not p.exists():
             raise EdgekdError(f"artifact path {str(p)!r} does not exist; pass an artifact folder or a folder of them (e.g. artifacts/)")
         if (p / MANIFEST).is_file():
+            if _is_temporary(p.resolve()):
+                raise EdgekdError(f"{p} is the temporary folder of an export that did not finish; pass the artifact "
+                                  "folder it would have become (re-export it), not its .tmp")
             found.append(p.resolve())
             continue
-        below = sorted(m.parent.resolve() for m in p.rglob(MANIFEST) if ".edgekd-work-" not in str(m))
+        below = sorted(m.parent.resolve() for m in p.rglob(MANIFEST) if not _is_temporary(m.parent.relative_to(p)))
         if not below:
             raise EdgekdError(f"no {MANIFEST} in or below {str(p)!r}; make artifacts with `edgekd export` first")
         found.extend(below)
@@ -85,7 +104,10 @@ def plan_cells(profile: DeviceProfile, artifact_dirs: list[Path]) -> tuple[list[
     cells, skipped = [], []
     for d in artifact_dirs:
         cell = read_cell(d, profile)
-        if cell.backend not in profile.accepted_backends:
+        incomplete = incomplete_reason(cell.manifest)
+        if incomplete:
+            skipped.append(f"{d}: not benchmarked: {incomplete}")
+        elif cell.backend not in profile.accepted_backends:
             skipped.append(f"{d}: backend {cell.backend} is not run on {profile.name} "
                            f"(it runs {', '.join(profile.accepted_backends)})")
         elif cell.precision not in profile.precisions:

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgekd.bench.process import REPO_ROOT, OnStage, WorkerOutcome, run_worker_process
 from edgekd.errors import EdgekdError
-from edgekd.profiles import Connection
+from edgekd.profiles import Connection, check_ssh_host, check_ssh_options
 
 
 class RemoteError(EdgekdError):
@@ -34,6 +34,8 @@ class SshTarget:
         if not self.host:
             raise RemoteError("this profile connects over ssh but names no host; pass --host user@addr "
                               "(or set connection.host in the profile)")
+        check_ssh_host(self.host, "ssh host")  # also checked when the profile is read; this target may be built in code
+        check_ssh_options(connection.ssh_options, "connection.ssh_options")
         self.connection = connection
         self.connect_timeout_s = connect_timeout_s
         self.ssh_cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout_s}",
@@ -51,7 +53,7 @@ class SshTarget:
 
     def _ssh(self, remote_command: str, timeout_s: float, stdin: str | None = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(self.ssh_cmd + [self.host, remote_command], input=stdin, capture_output=True,
+            return subprocess.run(self.ssh_cmd + ["--", self.host, remote_command], input=stdin, capture_output=True,
                                   text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as err:
             raise RemoteError(f"{self.describe()}: no answer within {timeout_s:.0f} s running {remote_command!r}; "
@@ -64,7 +66,7 @@ class SshTarget:
         if out.returncode == 255:
             last = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
             raise RemoteError(f"cannot reach {self.describe()} over ssh: {last}. Check the address and port, that sshd "
-                              f"runs there and that key login works: {shlex.join(self.ssh_cmd + [self.host, 'true'])}")
+                              f"runs there and that key login works: {shlex.join(self.ssh_cmd + ['--', self.host, 'true'])}")
         if out.returncode != 0:
             last = (out.stderr.strip().splitlines() or out.stdout.strip().splitlines() or ["(no message)"])[-1]
             raise RemoteError(f"{self.describe()}: {what} failed (exit {out.returncode}): {last}")
@@ -94,7 +96,7 @@ class SshTarget:
             scp = ["scp", "-q", "-r", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}"]
             scp += (["-P", str(self.connection.port)] if self.connection.port else []) + list(self.connection.ssh_options)
             self._checked(f"rm -rf {shlex.quote(remote)}", "clearing " + remote)
-            cmd = scp + [str(local), f"{self.host}:{remote}"]
+            cmd = scp + ["--", str(local), f"{self.host}:{remote}"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             last = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -122,4 +124,4 @@ class SshTarget:
         src = shlex.quote(f"{self.workdir}/src")
         remote = (f"cd {shlex.quote(self.workdir)} && PYTHONPATH={src} PYTHONUNBUFFERED=1 "
                   f"exec {shlex.quote(self.connection.python)} -m edgekd.bench.worker --timeout {int(timeout_s) + 5}")
-        return run_worker_process(self.ssh_cmd + [self.host, remote], spec, timeout_s + self.connect_timeout_s, on_stage=on_stage)
+        return run_worker_process(self.ssh_cmd + ["--", self.host, remote], spec, timeout_s + self.connect_timeout_s, on_stage=on_stage)

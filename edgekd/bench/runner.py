@@ -220,6 +220,18 @@ def _references(cells: list[Cell], opts: BenchOptions, cache_path: Path, reporte
     return cache
 
 
+def _check_classes(cells: list[Cell], opts: BenchOptions) -> None:
+    """Every artifact must predict the ``--data`` dataset's classes (or those plus its void label):
+    refused before any cell runs, as an mIoU under another label set would be a wrong number."""
+    from edgekd.bench.accuracy import open_split
+    from edgekd.metrics import check_class_count
+
+    info = open_split(str(opts.data), opts.split).info
+    for cell in cells:
+        check_class_count(int(cell.manifest.get("num_classes", -1)), info.num_classes, info.ignore_index,
+                          model=f"artifact {cell.artifact_dir}", dataset=f"{info.name} ({opts.data})")
+
+
 def run_bench(profile: DeviceProfile, artifact_paths: list[str | Path], opts: BenchOptions, out_dir: str | Path, *,
               resume: bool = False, run_id: str | None = None, target: Any = None,
               reporter: Reporter | None = None) -> RunSummary:
@@ -230,6 +242,8 @@ def run_bench(profile: DeviceProfile, artifact_paths: list[str | Path], opts: Be
     cells, notes = plan_cells(profile, discover_artifacts(list(artifact_paths)))
     if not cells:
         raise EdgekdError(f"no artifact to benchmark on {profile.name}: " + ("; ".join(notes) or "none found"))
+    if opts.data is not None:
+        _check_classes(cells, opts)
     out_dir = Path(out_dir)
     check_writable(out_dir / profile.name)  # a read-only results folder is found now, not after the first cell
     run_id = resolve_resume(out_dir, profile.name, run_id) if resume else (run_id or new_run_id())

@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from edgekd.compare import compare_results, make_plots, pick_best
     from edgekd.compare.format import print_terminal, render
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     df = compare_results(args.results, device=args.device)
     err = Console(stderr=True)
     for warning in df.attrs.get("warnings", []):
-        err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if df.empty:
         err.print("no result rows found")
         return 1

@@ -29,13 +29,13 @@ def run(args: argparse.Namespace) -> int:
                      bench_seconds=args.bench_seconds, coreml=args.coreml, seed=args.seed)
     t0 = time.perf_counter()
     with progress_bar(True) as progress:
-        result = run_demo(cfg, say=progress.console.print, progress=progress)
+        result = run_demo(cfg, say=lambda message: progress.console.print(message, markup=False), progress=progress)
     console.print(f"\n[bold]edgekd demo finished in {time.perf_counter() - t0:.0f} s[/bold]")
     for name, seconds in result.timings.items():
         console.print(f"  {name:<30} {seconds:6.1f} s")
     console.print("\nWritten:")
     for name, path in result.paths.items():
-        console.print(f"  {name:<14} {path}")
+        console.print(f"  {name:<14} {path}", markup=False)
     from edgekd.compare.format import print_terminal
 
     print_terminal(result.table, console if console.is_terminal else Console(width=200))

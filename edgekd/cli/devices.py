@@ -22,6 +22,7 @@ def _detail(name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgekd.bench.display import wide_console
@@ -39,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         conn = "local" if p.connection.type == "local" else f"ssh {p.connection.host or '(--host)'}"
         backends = p.backend + (f" (+{', '.join(p.accepted_backends[1:])})" if len(p.accepted_backends) > 1 else "")
         name = p.name + (f" ({', '.join(p.aliases)})" if p.aliases else "")
-        table.add_row(name, backends, ",".join(p.precisions), f"{p.input_size[0]}x{p.input_size[1]}",
-                      f"{cam.width}x{cam.height}@{cam.fps:g}", f"{rt.target_fps:g}", f"{rt.latency_budget_ms:g}",
-                      f"{rt.memory_budget_mb:g}", conn, f"{hw.cpu or '?'}" + (f", {hw.memory_gb:g} GB" if hw.memory_gb else ""))
+        cells = [name, backends, ",".join(p.precisions), f"{p.input_size[0]}x{p.input_size[1]}",
+                 f"{cam.width}x{cam.height}@{cam.fps:g}", f"{rt.target_fps:g}", f"{rt.latency_budget_ms:g}",
+                 f"{rt.memory_budget_mb:g}", conn, f"{hw.cpu or '?'}" + (f", {hw.memory_gb:g} GB" if hw.memory_gb else "")]
+        table.add_row(*(escape(c) for c in cells))  # profile text is data, never markup
     wide_console().print(table)
     return 0

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     report = run_doctor(args.target, args.device, args.fix, arch=args.arch, num_classes=args.num_classes, data=args.data,
                         calib=args.calib, threads=args.threads, speed_iters=args.speed_iters, force=args.force,
-                        log=(lambda m: err.print(f"[dim]{m}[/]")) if not args.json else None)
+                        log=(lambda m: err.print(m, style="dim", markup=False)) if not args.json else None)
     if args.json:
         print_json(report.to_dict())
     else:

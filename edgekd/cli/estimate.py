@@ -43,20 +43,22 @@ def run(args: argparse.Namespace) -> int:
     for e in estimates:
         _print(console, e, args.layers)
     for reason in skipped:
-        console.print(f"[dim]skipped {reason}[/]")
+        console.print(f"skipped {reason}", style="dim", markup=False)
     return 0
 
 
 def _print(console, e, layers: int) -> None:
+    from rich.markup import escape
+
     b = e.basis
-    console.print(f"[bold]estimate[/] (not a measurement) {e.device} {e.precision}: [bold]{e.latency_ms:.2f} ms[/] "
+    console.print(f"[bold]estimate[/] (not a measurement) {escape(e.device)} {escape(e.precision)}: [bold]{e.latency_ms:.2f} ms[/] "
                   f"(~{e.fps:.0f} FPS); roofline bound at 100% efficiency {e.bound_ms:.2f} ms")
-    console.print(f"  graph: {b['onnx']}, {e.flops / 1e9:.2f} GFLOPs, {e.bytes / 1e6:.1f} MB moved at "
+    console.print(f"  graph: {escape(str(b['onnx']))}, {e.flops / 1e9:.2f} GFLOPs, {e.bytes / 1e6:.1f} MB moved at "
                   f"{b['bytes_per_element']:g} B/element; {e.memory_bound_layers} memory-bound / {e.compute_bound_layers} compute-bound layers")
-    console.print(f"  basis: peak {b['peak']}; bandwidth {b['bandwidth']}")
-    console.print(f"  hardware source: {b['hardware_source']}")
-    console.print(f"  efficiency {e.efficiency:.3f}: {e.efficiency_source}")
+    console.print(f"  basis: peak {b['peak']}; bandwidth {b['bandwidth']}", markup=False)
+    console.print(f"  hardware source: {b['hardware_source']}", markup=False)
+    console.print(f"  efficiency {e.efficiency:.3f}: {e.efficiency_source}", markup=False)
     for note in e.notes:
-        console.print(f"  [yellow]note:[/] {note}")
+        console.print(f"  [yellow]note:[/] {escape(str(note))}")
     for layer in e.top_layers[:layers]:
-        console.print(f"    {layer.ms / e.efficiency:7.2f} ms  {layer.op_type:14s} {layer.bound:7s} {layer.name}")
+        console.print(f"    {layer.ms / e.efficiency:7.2f} ms  {layer.op_type:14s} {layer.bound:7s} {layer.name}", markup=False)

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(not args.json) as progress:
         for size in sizes or [None]:
             result = evaluate_model(model, meta.normalization, dataset, input_size=size, max_images=args.max_images,
-                                    device=args.device, progress=progress)
+                                    device=args.device, progress=progress,
+                                    name=f"checkpoint {args.checkpoint} ({meta.arch})")
             if notes.get(size):
                 result["input_size_note"] = notes[size]
             results.append({**head, **result})
@@ -57,15 +58,16 @@ def _size(result: dict) -> str:
 def _print(results: list[dict], arch: str, dataset: str, split: str) -> None:
     """Per-class IoU, one column per input size, then one summary line per size."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{arch} on {dataset}/{split} ({results[0]['images']} images)")
+    table = Table(title=escape(f"{arch} on {dataset}/{split} ({results[0]['images']} images)"))
     table.add_column("class")
     for result in results:
         table.add_column(f"IoU @ {_size(result)}" if len(results) > 1 else "IoU", justify="right")
     for name in results[0]["per_class_iou"]:
         cells = [result["per_class_iou"][name] for result in results]
-        table.add_row(name, *("–" if iou is None else f"{100 * iou:.2f}" for iou in cells))
+        table.add_row(escape(name), *("–" if iou is None else f"{100 * iou:.2f}" for iou in cells))
     console = Console()
     console.print(table)
     for result in results:

@@ -89,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
         embed_pre_post=args.embed_pre_post, camera_size=args.camera_size, channel_order=args.channel_order,
         class_map_size=args.class_map_size,
     )
-    _print_summary(console, [(path, read_manifest(path)) for path in paths])
+    artifacts = [(path, read_manifest(path)) for path in paths]
+    _print_summary(console, artifacts)
+    failed = [path.name for path, manifest in artifacts if manifest["parity"].get("status") == "failed"]
+    if failed:  # kept for inspection, but the call did not produce usable artifacts
+        console.print(f"[bold red]parity failed for {escape(', '.join(failed))}: these artifacts are not usable[/bold red]")
+        return 1
     return 0
 
 

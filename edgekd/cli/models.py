@@ -50,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     for r in rows:
         if r["note"]:
-            console.print(f"{r['name']}: {r['note']}")
+            console.print(f"{r['name']}: {r['note']}", markup=False)
     return 0

@@ -188,6 +188,7 @@ def to_html_table(df: pd.DataFrame, keys: list[str] | None = None, css_class: st
 
 def rich_table(df: pd.DataFrame, title: str, footnotes: list[str]):
     """A rich Table: ok rows coloured by verdict, others dimmed; reasons and notes become numbered footnotes."""
+    from rich.markup import escape
     from rich.table import Table
 
     keys = terminal_keys(df)
@@ -197,7 +198,7 @@ def rich_table(df: pd.DataFrame, title: str, footnotes: list[str]):
         table.add_column(col.header, justify="right" if col.fmt else "left", overflow="fold")
     styles = {"meets": "green", "misses": "red", "unknown": "yellow"}
     for _, row in df.iterrows():
-        cells = [terminal_text(row, key) for key in keys]
+        cells = [escape(terminal_text(row, key)) for key in keys]
         marks = []
         for text in (None if row.get("status") == "ok" else row.get("reason"), row.get("note")):
             if isinstance(text, str) and text:
@@ -222,7 +223,7 @@ def print_terminal(df: pd.DataFrame, console) -> None:
             budget = next((b for b in group["budget"] if isinstance(b, dict)), None)
             limits = (f" — budget ≥ {budget['target_fps']:g} FPS, p99 ≤ {budget['latency_budget_ms']:g} ms, "
                       f"peak ≤ {budget['memory_budget_mb']:g} MB") if budget else " — no budget recorded"
-            console.print(rich_table(group, f"{device}: {label}{limits}", footnotes))
+            console.print(rich_table(group, escape(f"{device}: {label}{limits}"), footnotes))
     for line in footnotes:
         console.print(escape(line), style="dim", soft_wrap=True)
     console.print("mIoU and Δ in % points; ★ = on the device's accuracy-vs-FPS Pareto front (speeds whose p50 95% "

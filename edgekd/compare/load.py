@@ -46,20 +46,64 @@ def collect_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return unique
 
 
+ESTIMATE_KEYS = ("device", "backend", "precision", "latency_ms")
+
+
+def row_problem(record: Any) -> str | None:
+    """Why a row cannot be shown (None when it can): a bench record is checked against the keys of
+    its own ``schema_version`` (``edgekd.results.validate_record``); an estimate needs its
+    device, backend, precision and a numeric latency."""
+    from edgekd.results.schema import RecordError, validate_record
+
+    if not isinstance(record, Mapping):
+        return f"a JSON {type(record).__name__}, not an object"
+    if record.get("kind") == ESTIMATE:
+        missing = [k for k in ESTIMATE_KEYS if k not in record]
+        if missing:
+            return f"estimate lacks key(s) {missing}"
+        return None if number(record.get("latency_ms")) is not None else "estimate latency_ms is not a number"
+    try:
+        validate_record(dict(record))
+    except (RecordError, TypeError, AttributeError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
 def load_records(sources: Iterable[Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records from paths (files or folders) and/or already-parsed dicts, with the reader's warnings."""
+    """Records from paths (files or folders) and/or already-parsed dicts, with the reader's warnings.
+
+    A row that does not follow the results schema (e.g. ``{"foo": 1}``) is skipped, never shown as
+    a junk row; one warning counts them and names the first few with their reason.
+    """
     records: list[dict[str, Any]] = []
     warnings: list[str] = []
+    invalid: list[str] = []
+    total = 0
+
+    def keep(record: Any, where: str) -> None:
+        nonlocal total
+        total += 1
+        problem = row_problem(record)
+        if problem:
+            invalid.append(f"{where}: {problem}")
+        else:
+            records.append(dict(record))
+
     paths: list[Any] = []
-    for item in sources:
+    for i, item in enumerate(sources):
         if isinstance(item, Mapping):
-            records.append(dict(item))
+            keep(item, f"record {i}")
         else:
             paths.append(item)
     for path in collect_files(paths) if paths else []:
         rows, warns = read_records(path)
-        records.extend(rows)
+        for n, row in enumerate(rows, 1):
+            keep(row, f"{path} row {n}")
         warnings.extend(warns)
+    if invalid:
+        shown = "; ".join(invalid[:3]) + (f"; … {len(invalid) - 3} more" if len(invalid) > 3 else "")
+        warnings.insert(0, f"SKIPPED {len(invalid)} of {total} result rows that do not follow the results schema "
+                           f"(this edgekd reads versions 1-2): {shown}")
     return records, warnings
 
 

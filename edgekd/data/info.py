@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, yaml_error_text
 
 LAYOUTS = ("camvid", "folder")
 YAML_NAME = "dataset.yaml"
@@ -57,7 +57,9 @@ def read_dataset_yaml(root: Path) -> dict[str, Any]:
         return {}
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+    except yaml.YAMLError as err:
+        raise DataError(f"{yaml_error_text(path, err)}; fix or delete it") from None
+    except (OSError, UnicodeDecodeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{path} cannot be read as YAML ({first}); fix or delete it") from err
     if doc is None:

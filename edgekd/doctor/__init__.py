@@ -75,13 +75,13 @@ def _doctor_checkpoint(path: Path, profiles: list[Any], arch: str | None, num_cl
                     "output_stride": stride, "file_mb": path.stat().st_size / 2**20, "sha256": sha256_file(path)}
     log("checking weights")
     report.add(check_weights(model.state_dict()))
-    report.add(check_stride(tuple(meta.input_size), stride, "checkpoint input_size"))
+    report.add(check_stride(tuple(meta.input_size), stride, "checkpoint input_size", model=model, arch=meta.arch))
     graphs: dict[tuple[int, int], Path | None] = {}
     for profile in profiles:
         size = (int(profile.input_size[0]), int(profile.input_size[1]))
-        stride_findings = check_stride(size, stride, f"{profile.name} input_size", profile.name)
+        stride_findings = check_stride(size, stride, f"{profile.name} input_size", profile.name, model=model, arch=meta.arch)
         report.add(stride_findings)
-        if size not in graphs and not stride_findings:
+        if size not in graphs and not any(f.severity == "error" for f in stride_findings):
             graphs[size] = _export_graph(model, size, tmp, report, log)
             if graphs[size] is not None:
                 _graph_facts(graphs[size], size, report)

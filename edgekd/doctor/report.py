@@ -9,16 +9,17 @@ STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def render(report: DoctorReport, console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     facts = report.facts
-    head = f"[bold]edgekd doctor[/] {report.target} ({report.kind}"
+    head = f"[bold]edgekd doctor[/] {escape(str(report.target))} ({escape(str(report.kind))}"
     if facts.get("arch"):
-        head += f", {facts['arch']}"
+        head += f", {escape(str(facts['arch']))}"
     if facts.get("params"):
         head += f", {facts['params']:,} params"
-    console.print(head + f") on {', '.join(report.devices)}")
+    console.print(head + f") on {escape(', '.join(report.devices))}")
     for size, g in (facts.get("graphs") or {}).items():
         console.print(f"  ONNX graph at {size}: {g['nodes']} nodes, {g['gflops']:.2f} GFLOPs")
     table = Table(show_lines=True, expand=False)
@@ -29,7 +30,7 @@ def render(report: DoctorReport, console: Any) -> None:
         cell = Text(f.what, style="bold")
         cell.append(f"\n[{f.code}] why: {f.why_it_matters}", style="default")
         cell.append(f"\nfix: {f.fix}", style="green")
-        table.add_row(Text(f.severity, style=STYLE[f.severity]), f.device or "all", cell)
+        table.add_row(Text(f.severity, style=STYLE[f.severity]), Text(f.device or "all"), cell)
     if report.findings:
         console.print(table)
     counts = {s: sum(f.severity == s for f in report.findings) for s in ("error", "warning", "info")}
@@ -39,10 +40,11 @@ def render(report: DoctorReport, console: Any) -> None:
 
 
 def render_fix(fix: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     p = fix["parity"]
-    console.print(f"\n[bold]--fix[/] wrote {fix['out']}: {fix['subnormals_flushed']:,} subnormal values flushed to zero")
+    console.print(f"\n[bold]--fix[/] wrote {escape(str(fix['out']))}: {fix['subnormals_flushed']:,} subnormal values flushed to zero")
     console.print(f"  parity on {p['inputs']}: argmax agreement {p['argmax_agreement'] * 100:.3f}%, "
                   f"max |Δlogit| {p['max_abs_logit_diff']:.2e}")
     table = Table(title=f"speed on this machine, 1×3×{fix['input_size'][0]}×{fix['input_size'][1]}, "

@@ -18,17 +18,30 @@ BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 ASPECT_TOLERANCE = 0.01
 
 
-def check_stride(input_size: tuple[int, int], stride: int, where: str, device: str | None = None) -> list[Finding]:
-    h, w = input_size
-    if stride <= 1 or (h % stride == 0 and w % stride == 0):
+def check_stride(input_size: tuple[int, int], stride: int, where: str, device: str | None = None, *,
+                 model: Any = None, arch: str = "the model") -> list[Finding]:
+    """The input-size rule export applies (``edgekd.input_sizes.judge_input_size``), as a finding.
+
+    A size export refuses (the model fails there, or returns logits of another size) is an error;
+    a size off the stride grid that the model runs at (it resizes internally) is a warning, as
+    export accepts it with a note. Without ``model`` (an artifact: its export accepted the size),
+    an off-grid size is that warning.
+    """
+    from edgekd.input_sizes import judge_input_size
+
+    verdict = judge_input_size(model, tuple(input_size), stride, arch)
+    if verdict.status == "ok":
         return []
-    up = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
-    return [Finding("error", "stride-mismatch", f"input {h}x{w} ({where}) is not divisible by the output stride {stride}",
-                    "the encoder's feature maps get truncated sizes and the decoder's upsampling no longer lines up with "
-                    "the input: export refuses it, and a runtime that accepts it shifts the class map by up to "
-                    f"{stride // 2} pixels", f"use an input size that is a multiple of {stride}, e.g. {up[0]}x{up[1]} "
-                    "(edgekd export --input-size, or the profile's input_size)", device=device,
-                    details={"input_size": [h, w], "output_stride": stride, "nearest_valid": list(up)})]
+    h, w = input_size
+    up = verdict.nearest
+    details = {"input_size": [h, w], "output_stride": stride, "nearest_valid": list(up)}
+    fix = f"use an input size that is a multiple of {stride}, e.g. {up[0]}x{up[1]} (edgekd export --input-size, or the profile's input_size)"
+    if verdict.status == "refused":
+        return [Finding("error", "stride-mismatch", f"input {h}x{w} ({where}) is not divisible by the output stride {stride}",
+                        f"export refuses it: {verdict.message}", fix, device=device, details=details)]
+    return [Finding("warning", "stride-offgrid", f"input {h}x{w} ({where}) is not a multiple of the output stride {stride}",
+                    "export accepts it (the model resizes internally) and records a note, but the internal resampling "
+                    f"costs time and shifts feature maps by up to {stride // 2} pixels", fix, device=device, details=details)]
 
 
 def check_input_matches(artifact_size: tuple[int, int], profile: Any) -> list[Finding]:

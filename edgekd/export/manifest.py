@@ -7,6 +7,7 @@ the rest. A bench reads ``normalization`` to pre-process frames exactly as the m
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,10 +65,22 @@ def _merge_calibration(data: dict[str, Any] | None, backend_part: dict[str, Any]
     return {**data, **(backend_part or {})}
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN/Inf float replaced by None: ``NaN`` is not JSON (strict parsers reject the file)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Write strict JSON (no NaN) via a temporary file and a rename."""
     path = Path(folder) / MANIFEST_NAME
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(finite_json(manifest), indent=2, default=str, allow_nan=False) + "\n")
     os.replace(tmp, path)
     return path
 

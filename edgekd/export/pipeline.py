@@ -9,8 +9,8 @@ half-written. The ONNX graph is exported once and shared by the ONNX-based backe
 from __future__ import annotations
 
 import copy
-import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -29,8 +29,9 @@ from edgekd.backends.prepost import FOLDER_SUFFIX
 from edgekd.export.fused import EmbedRequest, check_embed, fused_parity_block, manifest_fields
 from edgekd.export.inputs import ImageSample, load_sample
 from edgekd.export.manifest import build_manifest, write_manifest
-from edgekd.export.weights import count_subnormals, flush_subnormals
-from edgekd.input_sizes import format_size, parse_input_sizes
+from edgekd.export.weights import count_subnormals, flush_subnormals, nonfinite_weights
+from edgekd.input_sizes import format_size, judge_input_size, parse_input_sizes
+from edgekd.metrics import check_class_count
 from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
 from edgekd.qat import export_qdq_onnx, float_copy, is_qat
 
@@ -114,28 +115,15 @@ def parse_input_size(value: str | tuple[int, int] | list[int] | None) -> tuple[i
 def check_input_size(model: Any, size: tuple[int, int], stride: int, arch: str) -> str | None:
     """Refuse a size the model cannot run at; return a note when it runs but is off the stride grid.
 
-    Sizes that are multiples of ``output_stride`` are always fine. Other sizes (CamVid's 360 rows
-    against a stride of 16 or 32) work for models that resize internally and break models that
-    concatenate skip features, so the model is run once at that size to find out which it is.
+    The rule is ``edgekd.input_sizes.judge_input_size``, which ``doctor`` applies too: sizes that
+    are multiples of ``output_stride`` are always fine; other sizes (CamVid's 360 rows against a
+    stride of 16 or 32) work for models that resize internally and break models that concatenate
+    skip features, so the model is run once at that size to find out which it is.
     """
-    import torch
-
-    h, w = size
-    if h % stride == 0 and w % stride == 0:
-        return None
-    up = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
-    fix = f"use --input-size {up[0]}x{up[1]} (or another multiple of {stride})"
-    try:
-        with torch.inference_mode():
-            out = model.eval()(torch.zeros(1, 3, h, w))
-    except Exception as err:
-        raise EdgekdError(f"input size {h}x{w} is not divisible by {arch}'s output stride {stride} and the model fails "
-                          f"at it ({type(err).__name__}: {str(err).splitlines()[0][:120]}); {fix}") from err
-    if tuple(out.shape[-2:]) != (h, w):
-        raise EdgekdError(f"input size {h}x{w} is not divisible by {arch}'s output stride {stride}: the model returns "
-                          f"{out.shape[-2]}x{out.shape[-1]} logits at it; {fix}")
-    return (f"{h}x{w} is not a multiple of the output stride {stride}; the model runs at it (it resizes internally), "
-            f"but {up[0]}x{up[1]} would avoid the resampling")
+    verdict = judge_input_size(model, size, stride, arch)
+    if verdict.status == "refused":
+        raise EdgekdError(verdict.message)
+    return verdict.message
 
 
 @dataclass
@@ -169,6 +157,7 @@ class _Context:
     parity_count: int = 0
     qat_model: Any = None  # a QAT checkpoint's fake-quantised network (its INT8 is exported as trained)
     qat_onnx_path: Path | None = None
+    nonfinite: str = ""  # why the weights are unusable (NaN/Inf), or ""
 
 
 def export_checkpoint(
@@ -216,9 +205,10 @@ def export_checkpoint(
     ctx = _prepare(checkpoint, arch, num_classes, sizes[0] if sizes else None, dynamic_batch, keep_subnormals, options, root, log)
     ctx.parity_threshold, ctx.embed = parity_threshold, embed
     notes = {s: check_input_size(ctx.reference_model, s, ctx.output_stride, ctx.meta["arch"]) for s in sizes[1:]}
-    created_root = not root.exists()
+    created = _missing_ancestors(root)  # --out and the checkpoint folder, when this call makes them
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".edgekd-work-", dir=root))
+    clean_stale_temporaries(root, log)
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}pid{os.getpid()}-", dir=root))
     try:
         written: list[Path] = []
         try:
@@ -249,8 +239,63 @@ def export_checkpoint(
         return written
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if created_root and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
+        for folder in created:  # deepest first: a failed call (e.g. a backend package missing) leaves no empty --out
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+WORK_PREFIX = ".edgekd-work-"
+_OWNED_PID = re.compile(r"[.-]pid(\d+)[.-]")
+LEGACY_STALE_S = 600  # temporaries named without a pid (edgekd before 0.x): stale when untouched this long
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def is_export_temporary(path: Path) -> bool:
+    """A folder export builds in and renames or deletes when it ends: ``.<backend>-<precision>*.tmp`` or
+    ``.edgekd-work-*``. Nothing else (a bench, a user) should read one."""
+    return path.name.startswith(WORK_PREFIX) or (path.name.startswith(".") and path.name.endswith(".tmp"))
+
+
+def clean_stale_temporaries(root: Path, log: Log) -> list[Path]:
+    """Delete the temporaries a killed export left in ``root``; those of a live export are kept.
+
+    Temporaries carry their export's pid (``.pid<N>.``): one whose process is gone is stale. Older
+    ones without a pid are stale once untouched for ``LEGACY_STALE_S``.
+    """
+    import time
+
+    removed = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if not path.is_dir() or not is_export_temporary(path):
+            continue
+        owner = _OWNED_PID.search(path.name)
+        if owner and (int(owner[1]) == os.getpid() or _pid_alive(int(owner[1]))):
+            continue
+        if not owner and time.time() - path.stat().st_mtime < LEGACY_STALE_S:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        log(f"removed {path.name}, left by an export that did not finish")
+    return removed
 
 
 def _is_qat(checkpoint: Path, arch: str | None) -> bool:
@@ -297,6 +342,11 @@ def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_
               "trained_with": meta.trained_with, "metrics": meta.metrics}
     ctx = _Context(export_model, meta_dict, source, size, dynamic_batch, dict(options), root, stride)
     ctx.subnormals = {"found": found, "flushed": flushed, "keep": keep_subnormals}
+    bad = nonfinite_weights(model)
+    if bad:
+        ctx.nonfinite = (f"the checkpoint holds {sum(bad.values())} NaN/Inf weight values in {len(bad)} tensors "
+                         f"(first: {next(iter(bad))}): its outputs are not numbers; re-train or fix the checkpoint")
+        log(ctx.nonfinite)
     ctx.size_note = size_note
     ctx.reference_model = model  # original weights: parity includes the effect of flushing (QAT: the fake-quantised model)
     ctx.qat_model = qat_model
@@ -328,6 +378,9 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
             if data_dir is not None:
                 raise
             ctx.parity_reason = f"the --calib folder has no usable {data_split!r} split ({err}); pass --data DIR"
+    if ctx.val is not None:
+        check_class_count(ctx.meta["num_classes"], ctx.val.num_classes, ctx.val.ignore_index,
+                          model=f"checkpoint {ctx.source['name']} ({ctx.meta['arch']})", dataset=f"{source} [{data_split}] for parity")
     if ctx.val is None:
         if ctx.options.get("max_accuracy_drop") is not None:
             raise EdgekdError(f"--max-accuracy-drop needs labelled validation images: {ctx.parity_reason}")
@@ -338,10 +391,8 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
 
 def _check_calibration(calib: ImageSample, meta: dict[str, Any], size: tuple[int, int], calib_dir: Any) -> None:
     """Calibration images must be of the model's task (class count) and of the export's aspect ratio."""
-    model_classes, data_classes = int(meta["num_classes"]), int(calib.num_classes)
-    if not data_classes <= model_classes <= data_classes + 1:  # +1: a model that also predicts the void class
-        raise EdgekdError(f"calibration dataset {calib_dir} has {data_classes} classes but {meta['arch']} predicts {model_classes}: "
-                          "calibrate on images of the task the model was trained for (--calib DIR)")
+    check_class_count(meta["num_classes"], calib.num_classes, calib.ignore_index, model=meta["arch"],
+                      dataset=f"{calib_dir} (--calib)")
     native_h, native_w = calib.description["native_size"]
     if abs(native_w / native_h - size[1] / size[0]) > 0.05 * size[1] / size[0]:
         raise EdgekdError(f"calibration images are {native_h}x{native_w} (HxW), the export input is {size[0]}x{size[1]}: resizing "
@@ -350,7 +401,7 @@ def _check_calibration(calib: ImageSample, meta: dict[str, Any], size: tuple[int
 
 def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Path:
     final = ctx.root / f"{backend.name}-{precision}{ctx.folder_suffix}{FOLDER_SUFFIX if ctx.embed else ''}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=ctx.root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=".tmp", dir=ctx.root))
     try:
         log(f"{final.name}: converting")
         norm = ctx.meta["normalization"]
@@ -378,6 +429,7 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             calibration=calibration, subnormals_flushed=ctx.subnormals["flushed"], fields=fields,
             parity={"status": "pending"}, folder=tmp,
         )
+        manifest["complete"] = False  # until parity is in: a bench takes only artifacts whose manifest says complete
         manifest["subnormals_found"] = ctx.subnormals["found"]
         if precision == "int8" and "accuracy_gate" not in manifest:
             manifest["accuracy_gate"] = {"status": "not measured", "reason": ctx.parity_reason or "the backend has no INT8 gate"}
@@ -388,6 +440,7 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             manifest["input_size_sweep"] = ctx.size_sweep  # the sizes exported together (one resolution curve)
         write_manifest(tmp, manifest)  # parity loads the artifact exactly as users will, manifest included
         manifest["parity"] = fused_parity_block(backend, precision, tmp, ctx, contract) if contract else _parity(backend, precision, tmp, ctx)
+        manifest["complete"] = True
         write_manifest(tmp, manifest)
         if final.exists():
             shutil.rmtree(final)
@@ -400,6 +453,8 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
 
 def _parity(backend: Backend, precision: str, folder: Path, ctx: _Context) -> dict[str, Any]:
     """Parity for each of the backend's parity runs; the first is the headline, the others ``variants``."""
+    if ctx.nonfinite:
+        return {"status": "failed", "reason": ctx.nonfinite}
     if ctx.val is None or ctx.reference is None:
         return skipped(ctx.parity_reason)
     results: dict[str, dict[str, Any]] = {}

@@ -16,6 +16,17 @@ def count_subnormals(model: nn.Module) -> int:
     return sum(int(_subnormal_mask(t).sum()) for t in _float_tensors(model))
 
 
+def nonfinite_weights(model: nn.Module) -> dict[str, int]:
+    """NaN/Inf values per parameter/buffer name (only those that hold any): such a model's outputs are garbage."""
+    found = {}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                found[name] = bad
+    return found
+
+
 def flush_subnormals(model: nn.Module) -> int:
     """Zero every subnormal parameter/buffer value in place; returns how many were zeroed."""
     flushed = 0

@@ -153,6 +153,8 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 continue
             if isinstance(row, dict):
                 records.append(row)
+            else:
+                warnings.append(f"{path}:{number}: skipped a JSON {type(row).__name__} (a result row is a JSON object)")
     return records, warnings
 
 

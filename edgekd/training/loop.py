@@ -119,7 +119,7 @@ def run_loop(
             save_train_state(state_file, _state(epoch + 1, history, unwrap(model), extra_modules, opt, sched, scaler))
             line = f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch")
             if progress:
-                progress.console.print(line)
+                progress.console.print(line, markup=False, highlight=False)
             else:  # background runs: one line per epoch in the log (stderr: stdout may carry --json)
                 print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {out.name} {line}", file=sys.stderr, flush=True)
     return TrainOutcome(out, cfg.epochs - start_epoch, history, time.perf_counter() - t0)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, yaml_error_text
 from edgekd.training.distill import DistillConfig
 
 _TUPLE_FIELDS = {"crop_size", "scale_range", "eval_size", "image_size"}
@@ -63,7 +63,7 @@ def load_recipe(path: str | Path) -> list[tuple[str, DistillConfig]]:
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise EdgekdError(f"recipe {path} is not valid YAML: {err}") from err
+        raise EdgekdError(f"recipe {yaml_error_text(path, err)}") from None
     if not isinstance(doc, dict):
         raise EdgekdError(f"recipe {path} must be a mapping")
     if "stages" not in doc:
