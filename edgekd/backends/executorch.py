@@ -252,7 +252,7 @@ class ExecuTorchSession(Session):
         outs = []
         for frame in x:
             value = torch.from_numpy(np.ascontiguousarray(frame[None], dtype=np.float32))
-            outs.append(self.method.execute([value])[0].numpy())
+            outs.append(self.method.execute([value])[0].numpy().copy())  # the output may alias the planned buffer
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def bind(self, x: np.ndarray):
