@@ -87,10 +87,11 @@ def _partitioner(delegate: str) -> Any:
             if delegate == "vulkan":
                 from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
                 return VulkanPartitioner()
-            from executorch.backends.qualcomm.partition.qnn_partitioner import QnnPartitioner  # noqa: F401
     except Exception as err:  # noqa: BLE001 — any import failure means this delegate cannot be lowered here
         raise BackendUnavailable(f"the ExecuTorch {delegate} partitioner cannot be imported here ({type(err).__name__}: "
                                  f"{str(err)[:200]}); lower on a machine with its SDK, or use --executorch-delegate xnnpack") from err
+    # QnnPartitioner needs compiler specs from the QNN SDK's libraries (generate_qnn_executorch_compiler_spec
+    # with the target SoC): nothing to lower with unless the SDK is installed and configured.
     raise BackendUnavailable("the QNN partitioner needs Qualcomm's QNN SDK (QNN_SDK_ROOT) and a compiler spec for the "
                              "target SoC to lower; run the recipe in docs/export.md on a machine with the SDK, or use "
                              "--executorch-delegate xnnpack")
