@@ -124,3 +124,23 @@ def test_a_device_that_is_not_ready_gives_unavailable_rows(tmp_path):
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     assert calls == ["-s R5CX00TEST get-state"], "nothing is pushed or run once the device is known absent"
     assert row["device"]["connection"]["address"] == "adb -s R5CX00TEST"
+
+
+def test_phone_roofline_estimate_is_labelled_and_uses_the_profile_peak():
+    """One 3→8 3×3 conv at 32×32 (450,560 FLOPs by hand) on the Pixel 9's FP32 CPU peak, no bandwidth published."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekd.estimate.onnx_cost import graph_cost
+    from edgekd.estimate.roofline import estimate_cost
+
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    g = helper.make_graph([conv], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w"),
+                                       numpy_helper.from_array(np.ones(8, np.float32), "b")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    est = estimate_cost(graph_cost(model), load_profile("pixel-9"), "fp32", efficiency=0.5).to_dict()
+    assert est["latency_ms"] == pytest.approx(1e3 * 450_560 / (0.285e12 * 0.5), rel=1e-6)
+    text = json.dumps(est)
+    assert "peak_fp32_tflops" in text and "not known: memory term omitted" in text
