@@ -49,7 +49,7 @@ def test_adb_profile_needs_an_absolute_device_workdir(tmp_path):
         load_profile_file(bad)
     raw["connection"]["type"] = "usb"
     bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ProfileError, match="connection.type = 'usb'.*local | ssh | adb"):
+    with pytest.raises(ProfileError, match=r"connection.type = 'usb'.*local \| ssh \| adb"):
         load_profile_file(bad)
 
 

@@ -28,7 +28,8 @@ _LITERT_TIMINGS = re.compile(r"Inference timings in us:\s*Init:\s*([\d.eE+-]+),\
                              r"\s*Warmup \(avg\):\s*([\d.eE+-]+),\s*Inference \(avg\):\s*([\d.eE+-]+)")
 # its per-phase statistics line, the last one being the timed runs: "count=20 first=31500 curr=30900 min=30718 max=36410 avg=31118.1 std=1323"
 _LITERT_STATS = re.compile(r"count=(\d+) first=([\d.]+) curr=([\d.]+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)")
-_LITERT_PEAK = re.compile(r"(?:Overall peak memory footprint \(MB\) via periodic monitoring|overall)\s*[:=]\s*([\d.]+)")
+# only the sampled peak counts as peak memory (the "Memory footprint delta ... overall=" figure is a delta)
+_LITERT_PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*([\d.]+)")
 # ExecuTorch executor_runner: "Model executed successfully 50 time(s) in 4620.312000 ms."
 _EXECUTORCH_RUN = re.compile(r"Model executed successfully (\d+) time\(s\) in ([\d.]+) ms")
 

@@ -54,8 +54,8 @@ def check_delegation(delegation: dict[str, Any] | None, backend: str, device: st
 
 def _fallback_fix(fallbacks: dict[str, int]) -> str:
     if any("avg_pool2d" in op or op == "AVERAGE_POOL_2D" for op in fallbacks):
-        return ("replace AvgPool2d(count_include_pad=True, padding>0) with count_include_pad=False, or pad explicitly then "
-                "pool with padding=0 (XNNPACK's average pooling excludes padding); retrain or check parity after")
+        return ("XNNPACK's average pooling takes neither count_include_pad=True with padding>0 nor ceil_mode=True: use "
+                "AvgPool2d(..., count_include_pad=False), or pad explicitly then pool with padding=0; check parity after")
     return "replace those ops with ones XNNPACK supports (see the delegate's op list), or accept the fallback cost"
 
 
