@@ -25,7 +25,8 @@ import yaml
 from edgekd.errors import EdgekdError, yaml_error_text
 
 PROFILE_DIR_ENV = "EDGEKD_PROFILE_DIR"
-KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert")
+KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert", "executorch")
+CONNECTION_TYPES = ("local", "ssh", "adb")
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 OPENVINO_HINTS = ("latency", "throughput", "cumulative_throughput")
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
@@ -87,7 +88,9 @@ class Hardware:
 
 @dataclass(frozen=True)
 class Connection:
-    """``local`` runs cells on this machine; ``ssh`` pushes artifacts and runs them on ``host``."""
+    """``local`` runs cells on this machine; ``ssh`` pushes artifacts and runs them on ``host``;
+    ``adb`` pushes the model file to an Android phone (``serial``) and runs the runtime's own
+    benchmark binary there (``litert_benchmark``, ``executorch_runner``: paths on the device)."""
 
     type: str = "local"
     host: str | None = None
@@ -95,6 +98,10 @@ class Connection:
     python: str = "python3"
     workdir: str = "~/edgekd-bench"
     ssh_options: tuple[str, ...] = ()
+    serial: str | None = None
+    adb: str = "adb"
+    litert_benchmark: str = "/data/local/tmp/benchmark_model"
+    executorch_runner: str = "/data/local/tmp/executor_runner"
 
 
 @dataclass(frozen=True)
@@ -346,8 +353,10 @@ def _check_values(p: DeviceProfile, path: Path) -> None:
     for key in ("target_fps", "latency_budget_ms", "memory_budget_mb"):
         if getattr(rt, key) <= 0:
             raise bad(f"real_time.{key}", getattr(rt, key), "a positive number")
-    if p.connection.type not in ("local", "ssh"):
-        raise bad("connection.type", p.connection.type, "local | ssh")
+    if p.connection.type not in CONNECTION_TYPES:
+        raise bad("connection.type", p.connection.type, " | ".join(CONNECTION_TYPES))
+    if p.connection.type == "adb" and not p.connection.workdir.startswith("/"):
+        raise bad("connection.workdir", p.connection.workdir, "an absolute path on the phone, e.g. /data/local/tmp/edgekd")
     if p.connection.host is not None:
         check_ssh_host(p.connection.host, f"{path}: connection.host")
     check_ssh_options(p.connection.ssh_options, f"{path}: connection.ssh_options")
@@ -364,7 +373,7 @@ def runtime_options_for(profile: DeviceProfile, backend: str) -> dict[str, Any]:
     """
     r = profile.runtime
     opts: dict[str, Any] = {}
-    if r.threads is not None and backend in ("onnxruntime", "openvino", "torch", "litert"):
+    if r.threads is not None and backend in ("onnxruntime", "openvino", "torch", "litert", "executorch"):
         opts["threads"] = r.threads
     if backend == "onnxruntime" and r.denormals_as_zero:
         opts["denormal_as_zero"] = True

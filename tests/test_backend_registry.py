@@ -11,7 +11,7 @@ from edgekd.backends.registry import UnknownBackendError, get_backend, list_back
 
 
 def test_names_and_instances():
-    assert list_backends() == ["torch", "onnxruntime", "openvino", "coreml", "tensorrt", "litert"]
+    assert list_backends() == ["torch", "onnxruntime", "openvino", "coreml", "tensorrt", "litert", "executorch"]
     for name in list_backends():
         backend = get_backend(name)
         assert isinstance(backend, Backend) and backend.name == name and backend is get_backend(name)

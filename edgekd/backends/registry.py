@@ -19,6 +19,7 @@ _BACKENDS: dict[str, str] = {
     "coreml": "edgekd.backends.coreml:CoreMLBackend",
     "tensorrt": "edgekd.backends.tensorrt:TensorRTBackend",
     "litert": "edgekd.backends.litert:LiteRTBackend",
+    "executorch": "edgekd.backends.executorch:ExecuTorchBackend",
 }
 _INSTANCES: dict[str, Backend] = {}
 

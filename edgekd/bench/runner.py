@@ -127,7 +127,7 @@ def budget_block(record: dict[str, Any], profile: DeviceProfile) -> dict[str, An
 def build_spec(cell: Cell, profile: DeviceProfile, opts: BenchOptions, target: Any) -> dict[str, Any]:
     cam, rt = profile.camera, profile.real_time
     spec: dict[str, Any] = {
-        "mode": "cell", "artifact_dir": target.map_path(cell.artifact_dir),
+        "mode": "cell", "backend": cell.backend, "artifact_dir": target.map_path(cell.artifact_dir),
         "runtime_options": runtime_options_for(profile, cell.backend), "input_size": list(cell.input_size),
         "camera_hw": [cam.height, cam.width],
         "timing": {"duration_s": opts.duration_s, "min_iters": opts.min_iters, "hard_limit_s": max(120.0, 6 * opts.duration_s)},

@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-failed", action="store_true", help="with --resume, run cells recorded as failed again")
     p.add_argument("--out", type=Path, default=Path("bench_results"), help="results folder (default bench_results/)")
     p.add_argument("--host", help="run on this ssh host (user@addr) with the profile's python and work dir")
+    p.add_argument("--serial", help="adb profiles: the phone's serial (`adb devices`; default: the profile's, or the only one attached)")
     p.add_argument("--threads", type=int, help="override the profile's runtime threads")
     p.add_argument("--cell-timeout", type=float, help="kill a cell's worker after S seconds (default: from the budgets)")
 
@@ -56,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
         throughput_s=args.throughput, sustained_s=args.sustained, window_s=args.window, data=args.data, split=args.split,
         accuracy_images=args.accuracy_images, cell_timeout_s=args.cell_timeout, retry_failed=args.retry_failed,
     )
-    target = SshTarget(profile.connection) if profile.connection.type == "ssh" else None
+    target = None
+    if profile.connection.type == "ssh":
+        target = SshTarget(profile.connection)
+    elif profile.connection.type == "adb":
+        from edgekd.bench.adb import AdbTarget
+
+        target = AdbTarget(profile.connection, serial=args.serial)
     if args.run_id and args.resume:
         raise EdgekdError(f"--run-id {args.run_id} names a new run; to continue it pass --resume {args.run_id} alone")
     if args.run_id and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.run_id):

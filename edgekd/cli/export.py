@@ -58,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trt-dla-core", type=int, default=None, help="DLA core on Jetson (fp16/int8)")
     g.add_argument("--trt-int8", default=None, help="calibrator (IInt8EntropyCalibrator2, default) | qdq (QDQ ONNX)")
     g.add_argument("--trt-max-batch", type=int, default=None, help="profile max batch with --dynamic-batch (default 8)")
+    g = p.add_argument_group("LiteRT / ExecuTorch (Android; XNNPACK on the CPU)")
+    g.add_argument("--litert-int8", default=None, help="full_integer (default: int8 activations calibrated on real images) | dynamic_range")
+    g.add_argument("--executorch-delegate", default=None,
+                   help="xnnpack (default, runs here) | coreml | vulkan | qnn (recipes: lowered for, and run on, their target)")
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -68,6 +72,7 @@ def _options(args: argparse.Namespace) -> dict:
         "coreml_target": args.coreml_target, "trt_workspace_mb": args.trt_workspace_mb, "trt_dla_core": args.trt_dla_core,
         "trt_int8": args.trt_int8, "trt_max_batch": args.trt_max_batch, "opset": args.opset,
         "onnx_simplify": False if args.no_simplify else None,
+        "litert_int8": args.litert_int8, "executorch_delegate": args.executorch_delegate,
     }
     return {k: v for k, v in options.items() if v is not None}
 

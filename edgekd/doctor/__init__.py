@@ -77,6 +77,7 @@ def _doctor_checkpoint(path: Path, profiles: list[Any], arch: str | None, num_cl
     report.add(check_weights(model.state_dict()))
     report.add(check_stride(tuple(meta.input_size), stride, "checkpoint input_size", model=model, arch=meta.arch))
     graphs: dict[tuple[int, int], Path | None] = {}
+    mobile: dict[tuple[int, int], list[Finding]] = {}  # one XNNPACK lowering per input size
     for profile in profiles:
         size = (int(profile.input_size[0]), int(profile.input_size[1]))
         stride_findings = check_stride(size, stride, f"{profile.name} input_size", profile.name, model=model, arch=meta.arch)
@@ -87,8 +88,24 @@ def _doctor_checkpoint(path: Path, profiles: list[Any], arch: str | None, num_cl
                 _graph_facts(graphs[size], size, report)
                 report.add(check_batchnorm(_load(graphs[size])))
         report.add(_device_checks(graphs.get(size), profile, None, log))
+        report.add(_mobile_checks(model, size, profile, mobile, log))
         report.add(check_int8_calibration(profile, calib))
     return report, graphs
+
+
+def _mobile_checks(model: Any, size: tuple[int, int], profile: Any, cache: dict[tuple[int, int], list[Finding]],
+                   log: Log) -> list[Finding]:
+    """XNNPACK delegation of the torch.export graph, for devices that run LiteRT or ExecuTorch."""
+    from dataclasses import replace
+
+    from edgekd.doctor.mobile import MOBILE_BACKENDS, check_checkpoint
+
+    if not set(profile.accepted_backends) & set(MOBILE_BACKENDS) or profile.connection.type == "local":
+        return []
+    if size not in cache:
+        log(f"lowering the torch.export graph at {size[0]}x{size[1]} with the XNNPACK partitioner")
+        cache[size] = check_checkpoint(model, size, None)
+    return [replace(f, device=profile.name) for f in cache[size]]
 
 
 def _export_graph(model: Any, size: tuple[int, int], tmp: Path, report: DoctorReport, log: Log) -> Path | None:
@@ -200,8 +217,12 @@ def _doctor_artifact(folder: Path, profiles: list[Any], log: Log) -> DoctorRepor
                                 f"export for {profile.backend}: edgekd export --backend {profile.backend}", device=profile.name)])
             continue
         report.add(check_input_matches(size, profile))
+        if backend in ("litert", "executorch"):
+            from edgekd.doctor.mobile import check_artifact
+
+            report.add(check_artifact(folder, manifest, profile.name))
         report.add(_device_checks(graph_path, profile, backend, log))
-    if graph_path is None:
+    if graph_path is None and backend not in ("litert", "executorch"):
         report.add([Finding("info", "check-skipped", f"no ONNX or OpenVINO graph in this {backend} artifact: graph checks skipped",
                             "op-support problems would only show on the device",
                             "run edgekd doctor on the source checkpoint (manifest source.checkpoint) for the graph checks")])
