@@ -31,7 +31,7 @@ def test_tables_and_pick_from_real_rows(tmp_path) -> None:
     assert "| lraspp_mobilenetv3_small | dist | 45.6 | +7.0 | 39.7 | — | — | 45.6 | 45.0 (-0.59) | 45.4 | 45.4 (+0.09) |" in text
     assert "| lraspp_mobilenetv3_small | coreml fp16 | — | 2 | unavailable: Core ML prediction needs macOS" in text
     # DIST through OpenVINO fp16 (45.36), fp32 (45.36) and int8 (45.44) tie within 0.1 points: the fastest wins
-    assert "pick lraspp_mobilenetv3_small-dist openvino-fp16 — the fastest of the 3 within 0.1 mIoU points" in text
+    assert "pick lraspp_mobilenetv3_small-dist openvino-fp16 — the fastest, of the 3 within 0.1 mIoU points" in text
     assert "not exported" in text  # no artifacts under this OUT: the parity table says so rather than inventing
 
 
