@@ -183,10 +183,10 @@ def export_all(args) -> None:
 def bench_all(args) -> None:
     """Every artifact in one bench run (same machine state for students and the reference curve)."""
     folders = sorted(str(p) for p in (args.out / "artifacts").glob("*/*") if (p / "manifest.json").is_file())
-    run_file = args.results / "host" / f"{args.run_id}.jsonl"
+    run_file = args.results / Path(args.device).stem / f"{args.run_id}.jsonl"
     run = ["--resume", args.run_id] if run_file.is_file() else ["--run-id", args.run_id]
     t0 = time.perf_counter()
-    edgekd_cli("bench", "--device", "host", *folders, "--data", str(CAMVID), "--duration", str(args.bench_seconds),
+    edgekd_cli("bench", "--device", args.device, *folders, "--data", str(CAMVID), "--duration", str(args.bench_seconds),
                "--warmup-max", "3", "--e2e", "1", "--throughput", "0", "--out", str(args.results), *run)
     log(args.out, f"bench done in {time.perf_counter() - t0:.0f} s: {run_file}")
 
@@ -205,7 +205,7 @@ def _eval_miou(args, name: str, split: str) -> dict[str, float]:
 
 
 def _bench_rows(args) -> list[dict]:
-    path = args.results / "host" / f"{args.run_id}.jsonl"
+    path = args.results / Path(args.device).stem / f"{args.run_id}.jsonl"
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -259,6 +259,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (one torch thread each; 2 suits 2 cores)")
     p.add_argument("--results", type=Path, default=ROOT / "bench_results", help="bench results folder")
     p.add_argument("--run-id", default="student-study", help="bench rows go to RESULTS/host/RUN_ID.jsonl")
+    p.add_argument("--device", default="host", help="device profile name or YAML file (e.g. host with an f32 OpenVINO hint)")
     p.add_argument("--bench-seconds", type=float, default=3.0, help="timed seconds per bench cell")
     args = p.parse_args(argv)
     args.runs = [r for r in args.runs.split(",") if r]
