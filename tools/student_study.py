@@ -7,6 +7,9 @@ Runs (``--runs``, all by default; each a real ``edgekd`` command line, resumable
 ``espnet_ce`` / ``espnet_kd`` / ``espnet_dist``
     ESPNet (pretrained on CamVid train) fine-tuned with CE only, or CE + KD from CGNet run live on
     the same function-matching augmentation (colour jitter, CutMix, rescale): the fair pair.
+``cgnet_macs050_*`` / ``cgnet_macs030_*``
+    CGNet pruned to 0.5× / 0.3× MACs, recovered with CE only or CE + KD + FitNet on stage 3 from the
+    unpruned CGNet (the natural teacher of its own pruned self).
 ``cgnet240_ce`` / ``cgnet240_kd``
     CGNet's own weights fine-tuned at 240×320 (resolution distillation: the KD teacher sees the
     full 360×480 crop).
@@ -20,6 +23,7 @@ split (against CGNet's own curve, same split) carry information.
 
 Stages (``--stages``, in order, each skipping what is done):
 
+``prune``  the pruned CGNets (``edgekd prune``: 0.5× MACs; 0.3× MACs with 6 stage-3 blocks dropped)
 ``train``  the runs, ``--jobs`` at a time, one torch thread each; logs in OUT/logs/RUN.log
 ``eval``   every finished run and the reference models on val and on train:0006R0 (all images)
 ``export`` ONNX Runtime and OpenVINO FP32/INT8 at each run's own input size; the references at
@@ -68,13 +72,23 @@ RUNS: dict[str, dict] = {
     "cgnet240_kd": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce", "kd"], "epochs": 8,
                     "extra": ["--student-size", "240x320", "--lr", "5e-5", "--temperature", "1"]},
 }
+# Pruned CGNets (stage ``prune``), recovered from the unpruned parent: logit KD + feature KD on stage 3
+# (1x1 adapter where the pruned width differs) vs CE only. SGD-free like the fine-tunes above.
+PRUNES = {
+    "cgnet_macs050": ["--target-macs", "0.5"],
+    "cgnet_macs030": ["--target-macs", "0.3", "--drop-blocks", "6"],
+}
+for _plan in PRUNES:
+    RUNS[f"{_plan}_ce"] = {"init": _plan, "losses": ["ce"], "epochs": 30, "extra": ["--lr", "5e-4"]}
+    RUNS[f"{_plan}_kd"] = {"init": _plan, "losses": ["ce", "kd", "fitnet@stage3:0.5"], "epochs": 30,
+                           "extra": ["--lr", "5e-4", "--temperature", "1"]}
 # The baseline front: each reference model at the sizes of the issue's curve (ESPNet needs /8).
 REFERENCES = {
     "cgnet_m3n21_camvid_trainval": (CGNET, "cgnet_m3n21", "360x480,270x360,240x320,180x240"),
     "espnet_p2q8_camvid": (ESPNET, "espnet_p2q8", "360x480,272x360,240x320,184x240"),
 }
 EXPORT_TARGETS = "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:int8"
-STAGES = ("train", "eval", "export", "bench", "table")
+STAGES = ("prune", "train", "eval", "export", "bench", "table")
 
 
 def log(out: Path, message: str) -> None:
@@ -101,14 +115,25 @@ def checkpoint(out: Path, run: str) -> Path:
 def distill_argv(out: Path, run: str) -> list[str]:
     """The ``edgekd distill`` command line of one run (later flags win: a run's extras override)."""
     spec = RUNS[run]
-    init, init_arch = spec["init"]
-    argv = ["distill", "--init", str(init), "--init-arch", init_arch, *TEACHER]
+    if isinstance(spec["init"], str):  # a pruned checkpoint of the prune stage (an edgekd checkpoint: no arch needed)
+        argv = ["distill", "--init", str(out / f"{spec['init']}.safetensors"), *TEACHER]
+    else:
+        init, init_arch = spec["init"]
+        argv = ["distill", "--init", str(init), "--init-arch", init_arch, *TEACHER]
     for loss in spec["losses"]:
         argv += ["--loss", loss]
     argv += ["--data", str(CAMVID), "--train-split", TRAIN, "--heldout-split", HELDOUT, "--epochs", str(spec["epochs"]),
              "--crop-size", "360x480", *FINE_TUNE, *FM_AUGMENT, *spec["extra"],
              "--out", str(checkpoint(out, run)), "--resume", "--no-progress"]
     return argv
+
+
+def prune_all(args) -> None:
+    """The pruned CGNets the ``cgnet_macs*`` runs start from (skipped when they exist)."""
+    for plan, flags in PRUNES.items():
+        target = args.out / f"{plan}.safetensors"
+        if not target.is_file():
+            edgekd_cli("prune", str(CGNET), "--arch", "cgnet_m3n21", *flags, "--out", str(target), "--json")
 
 
 def is_trained(out: Path, run: str) -> bool:
@@ -267,7 +292,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    stages = {"train": train_all, "eval": eval_all, "export": export_all, "bench": bench_all, "table": write_table}
+    stages = {"prune": prune_all, "train": train_all, "eval": eval_all, "export": export_all, "bench": bench_all, "table": write_table}
     for stage in args.stages.split(","):
         if stage not in stages:
             p.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
