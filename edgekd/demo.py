@@ -112,7 +112,7 @@ DEMO_INT8_BUDGET = 2.0  # mIoU points
 def _timed(result: DemoResult, name: str, say: Step):
     class _T:
         def __enter__(self):
-            say(f"[bold]{name}[/bold] …")
+            say(f"{name} …")
             self.t0 = time.perf_counter()
 
         def __exit__(self, *exc):
