@@ -110,3 +110,32 @@ def judge_input_size(model: Any, size: tuple[int, int], stride: int, arch: str) 
                            f"returns {out.shape[-2]}x{out.shape[-1]} logits at it; {fix}", up)
     return SizeVerdict("off_grid", f"{h}x{w} is not a multiple of the output stride {stride}; the model runs at it "
                        f"(it resizes internally), but {up[0]}x{up[1]} would avoid the resampling", up)
+
+
+def parse_input_size(value: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """``"360x480"`` (H×W) or a pair → (H, W); None keeps the checkpoint's size."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise EdgekdError(f"input size {value!r} must be HxW in pixels, e.g. 360x480")
+        value = (int(parts[0]), int(parts[1]))
+    h, w = (int(v) for v in value)
+    if h < 1 or w < 1:
+        raise EdgekdError(f"input size {h}x{w} must be positive")
+    return h, w
+
+
+def check_input_size(model: Any, size: tuple[int, int], stride: int, arch: str) -> str | None:
+    """Refuse a size the model cannot run at; return a note when it runs but is off the stride grid.
+
+    The rule is ``judge_input_size`` (above), which ``doctor`` applies too: sizes that
+    are multiples of ``output_stride`` are always fine; other sizes (CamVid's 360 rows against a
+    stride of 16 or 32) work for models that resize internally and break models that concatenate
+    skip features, so the model is run once at that size to find out which it is.
+    """
+    verdict = judge_input_size(model, size, stride, arch)
+    if verdict.status == "refused":
+        raise EdgekdError(verdict.message)
+    return verdict.message

@@ -215,7 +215,7 @@ def test_doctor_report_keeps_square_brackets(tmp_path):
 
 def test_export_and_doctor_apply_one_input_size_rule(tmp_path):
     from edgekd.doctor.shapes import check_stride
-    from edgekd.export.pipeline import check_input_size
+    from edgekd.input_sizes import check_input_size
 
     model = create_model("unet_tiny", num_classes=3)
     note = check_input_size(model, (63, 95), 8, "unet_tiny")  # export: accepted with a note ...
@@ -247,7 +247,7 @@ def _dead_pid() -> int:
 
 
 def test_export_cleans_stale_temporaries_of_killed_runs_only(tmp_path):
-    from edgekd.export.pipeline import LEGACY_STALE_S
+    from edgekd.export.temporaries import LEGACY_STALE_S
 
     ckpt = _checkpoint(tmp_path / "m.safetensors")
     root = tmp_path / "art" / "m"

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.checkpoint import load_checkpoint
     from edgekd.data import build_eval_transform, open_dataset
     from edgekd.evaluate import evaluate_model
-    from edgekd.export.pipeline import check_input_size
+    from edgekd.input_sizes import check_input_size
     from edgekd.input_sizes import parse_input_sizes
 
     sizes = parse_input_sizes(args.input_size)

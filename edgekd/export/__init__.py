@@ -10,7 +10,8 @@ from typing import Any
 
 from edgekd.backends.base import Session
 from edgekd.export.manifest import read_manifest
-from edgekd.export.pipeline import PRECISIONS, export_checkpoint, parse_input_size
+from edgekd.export.pipeline import PRECISIONS, export_checkpoint
+from edgekd.input_sizes import parse_input_size
 
 
 def load_artifact(artifact_dir: str | os.PathLike, **runtime_options: Any) -> Session:

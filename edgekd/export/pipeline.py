@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -26,11 +25,12 @@ from edgekd.backends.onnx_export import EXPORTERS, INPUT_NAME, OUTPUT_NAME, expo
 from edgekd.backends.registry import get_backend, list_backends, nearest
 from edgekd.errors import EdgekdError
 from edgekd.backends.prepost import FOLDER_SUFFIX
+from edgekd.export.temporaries import WORK_PREFIX, missing_ancestors, clean_stale_temporaries
 from edgekd.export.fused import EmbedRequest, check_embed, fused_parity_block, manifest_fields
 from edgekd.export.inputs import ImageSample, load_sample
 from edgekd.export.manifest import build_manifest, write_manifest
 from edgekd.export.weights import count_subnormals, flush_subnormals, nonfinite_weights
-from edgekd.input_sizes import format_size, judge_input_size, parse_input_sizes
+from edgekd.input_sizes import check_input_size, format_size, parse_input_size, parse_input_sizes
 from edgekd.metrics import check_class_count
 from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
 from edgekd.qat import export_qdq_onnx, float_copy, is_qat
@@ -95,35 +95,6 @@ def check_options(options: dict[str, Any], combos: list[tuple[Backend, str]]) ->
 
         options["max_accuracy_drop"] = check_budget(options["max_accuracy_drop"])
     return options
-
-
-def parse_input_size(value: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    """``"360x480"`` (H×W) or a pair → (H, W); None keeps the checkpoint's size."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        parts = value.lower().replace("×", "x").split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise EdgekdError(f"input size {value!r} must be HxW in pixels, e.g. 360x480")
-        value = (int(parts[0]), int(parts[1]))
-    h, w = (int(v) for v in value)
-    if h < 1 or w < 1:
-        raise EdgekdError(f"input size {h}x{w} must be positive")
-    return h, w
-
-
-def check_input_size(model: Any, size: tuple[int, int], stride: int, arch: str) -> str | None:
-    """Refuse a size the model cannot run at; return a note when it runs but is off the stride grid.
-
-    The rule is ``edgekd.input_sizes.judge_input_size``, which ``doctor`` applies too: sizes that
-    are multiples of ``output_stride`` are always fine; other sizes (CamVid's 360 rows against a
-    stride of 16 or 32) work for models that resize internally and break models that concatenate
-    skip features, so the model is run once at that size to find out which it is.
-    """
-    verdict = judge_input_size(model, size, stride, arch)
-    if verdict.status == "refused":
-        raise EdgekdError(verdict.message)
-    return verdict.message
 
 
 @dataclass
@@ -205,7 +176,7 @@ def export_checkpoint(
     ctx = _prepare(checkpoint, arch, num_classes, sizes[0] if sizes else None, dynamic_batch, keep_subnormals, options, root, log)
     ctx.parity_threshold, ctx.embed = parity_threshold, embed
     notes = {s: check_input_size(ctx.reference_model, s, ctx.output_stride, ctx.meta["arch"]) for s in sizes[1:]}
-    created = _missing_ancestors(root)  # --out and the checkpoint folder, when this call makes them
+    created = missing_ancestors(root)  # --out and the checkpoint folder, when this call makes them
     root.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(root, log)
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}pid{os.getpid()}-", dir=root))
@@ -242,60 +213,6 @@ def export_checkpoint(
         for folder in created:  # deepest first: a failed call (e.g. a backend package missing) leaves no empty --out
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-
-
-WORK_PREFIX = ".edgekd-work-"
-_OWNED_PID = re.compile(r"[.-]pid(\d+)[.-]")
-LEGACY_STALE_S = 600  # temporaries named without a pid (edgekd before 0.x): stale when untouched this long
-
-
-def _missing_ancestors(folder: Path) -> list[Path]:
-    """``folder`` and its parents that do not exist yet, deepest first."""
-    missing = []
-    for path in [folder, *folder.parents]:
-        if path.exists():
-            break
-        missing.append(path)
-    return missing
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def is_export_temporary(path: Path) -> bool:
-    """A folder export builds in and renames or deletes when it ends: ``.<backend>-<precision>*.tmp`` or
-    ``.edgekd-work-*``. Nothing else (a bench, a user) should read one."""
-    return path.name.startswith(WORK_PREFIX) or (path.name.startswith(".") and path.name.endswith(".tmp"))
-
-
-def clean_stale_temporaries(root: Path, log: Log) -> list[Path]:
-    """Delete the temporaries a killed export left in ``root``; those of a live export are kept.
-
-    Temporaries carry their export's pid (``.pid<N>.``): one whose process is gone is stale. Older
-    ones without a pid are stale once untouched for ``LEGACY_STALE_S``.
-    """
-    import time
-
-    removed = []
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
-        if not path.is_dir() or not is_export_temporary(path):
-            continue
-        owner = _OWNED_PID.search(path.name)
-        if owner and (int(owner[1]) == os.getpid() or _pid_alive(int(owner[1]))):
-            continue
-        if not owner and time.time() - path.stat().st_mtime < LEGACY_STALE_S:
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-        log(f"removed {path.name}, left by an export that did not finish")
-    return removed
 
 
 def _is_qat(checkpoint: Path, arch: str | None) -> bool:
