@@ -10,8 +10,8 @@ from edgekd.checkpoint import CheckpointMeta, save_checkpoint
 from edgekd.demo import (
     HELDOUT_SPLIT, STUDENTS, DemoConfig, KDPair, StudentRecipe, kd_pairs, kd_pairs_markdown, student_configs,
 )
-from edgekd.distill import parse_specs
-from edgekd.distill.losses import get_loss_entry
+from edgekd.losses import parse_specs
+from edgekd.losses import get_loss_entry
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 

@@ -1,4 +1,4 @@
-"""Tests of the KD loss catalogue (edgekd.distill.losses).
+"""Tests of the KD loss catalogue (edgekd.losses).
 
 Golden values: tests/golden/losses_inputs.npz holds small fixed inputs (float64) and
 tests/golden/losses_expected.json the values that the plain numpy / loop references below
@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekd.distill import kd_metrics
-from edgekd.distill.losses import (
+from edgekd.losses import kd_metrics
+from edgekd.losses import (
     AttentionTransferLoss, BoundaryKDLoss, ChannelWiseLoss, CrossEntropyLoss, CrossImageRelationLoss,
     DISTLoss, FitNetLoss, OHEMCrossEntropyLoss, PairwiseAffinityLoss, PixelKDLoss, boundary_band,
 )
@@ -392,7 +392,7 @@ def test_extreme_logits_stay_finite():
 
 
 # ---------------------------------------------------------------- spec language and registry
-from edgekd.distill import (  # noqa: E402
+from edgekd.losses import (  # noqa: E402
     DistillationObjective, LossSpec, build_objective, list_losses, parse_specs, register_loss,
 )
 from edgekd.errors import EdgekdError  # noqa: E402

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from edgekd.data.io import write_png
-from edgekd.distill import DistillationObjective
-from edgekd.distill.losses import CrossEntropyLoss, OHEMCrossEntropyLoss, class_weights_from_counts
+from edgekd.losses import DistillationObjective
+from edgekd.losses import CrossEntropyLoss, OHEMCrossEntropyLoss, class_weights_from_counts
 from edgekd.errors import EdgekdError
 from edgekd.training.class_balance import class_weights_for, label_counts
 

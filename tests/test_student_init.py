@@ -8,7 +8,7 @@ from edgekd.checkpoint import CheckpointError, load_checkpoint, read_meta, sha25
 from edgekd.data import open_dataset
 from edgekd.data.info import DataError
 from edgekd.data.layouts import split_filter
-from edgekd.distill.losses.combine import drop_void_channel
+from edgekd.losses.combine import drop_void_channel
 from edgekd.errors import EdgekdError
 from edgekd.training import TrainConfig, train_supervised
 from edgekd.training.augment import PhotometricAugment, cutmix

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekd.data.io import read_mask
-from edgekd.distill.losses.supervised import CLASS_WEIGHT_METHODS, class_weights_from_counts
+from edgekd.losses.supervised import CLASS_WEIGHT_METHODS, class_weights_from_counts
 from edgekd.errors import EdgekdError
 
 

@@ -2,7 +2,7 @@
 
 Images are loaded at one size (``image_size``, default the dataset's), augmented on the batch
 by ``JointAugment`` (same geometry for image, labels and cached teacher logits), and the
-student is trained on the objective built from ``losses`` (see edgekd.distill). When every
+student is trained on the objective built from ``losses`` (see edgekd.losses). When every
 loss uses only the teachers' logits, they are computed once and cached (``cache="auto"``);
 feature and relation losses run the teacher live.
 """
@@ -125,7 +125,7 @@ def _check_classes(teachers: list[Teacher], num_classes: int) -> None:
 def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     """Distil ``cfg.arch`` from ``cfg.teachers`` on ``cfg.data``; returns the outcome with history."""
     from edgekd.data import build_eval_transform, open_dataset
-    from edgekd.distill import build_objective
+    from edgekd.losses import build_objective
 
     out = Path(cfg.out)
     if out.suffix != ".safetensors":
@@ -234,7 +234,7 @@ def _qat_defaults(cfg: DistillConfig) -> None:
         raise EdgekdError("--qat fine-tunes a trained student with fake quantisation: pass --init CKPT (the FP32 model)")
     if cfg.qat_calib_images < 1:
         raise EdgekdError(f"--qat-calib-images {cfg.qat_calib_images} must be at least 1 (default 32)")
-    from edgekd.distill import parse_specs
+    from edgekd.losses import parse_specs
 
     features = [s.key for s in parse_specs(cfg.losses) if s.uses_features]
     if features:

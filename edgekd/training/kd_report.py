@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from edgekd.checkpoint import count_params, load_checkpoint, save_checkpoint
 from edgekd.metrics import ConfusionMatrix
-from edgekd.distill.losses.combine import drop_void_channel
+from edgekd.losses.combine import drop_void_channel
 
 
 def _logits(model, image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
@@ -32,7 +32,7 @@ def _to(logits: torch.Tensor, size) -> torch.Tensor:
 
 @torch.inference_mode()
 def kd_metrics(student, teacher, val_set, *, max_images: int | None, device, eval_size=None) -> dict:
-    from edgekd.distill.losses.kd_metrics import KDAgreement, distillation_factor, relative_error
+    from edgekd.losses.kd_metrics import KDAgreement, distillation_factor, relative_error
 
     info = val_set.info
     agreement = KDAgreement(ignore_index=info.ignore_index)

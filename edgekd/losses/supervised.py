@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.distill.losses._utils import full_precision, upcast, valid_mask
+from edgekd.losses._utils import full_precision, upcast, valid_mask
 from edgekd.errors import EdgekdError
 
 CLASS_WEIGHT_METHODS = ("enet", "median")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.distill.losses._utils import pixel_kl, valid_mask
+from edgekd.losses._utils import pixel_kl, valid_mask
 from edgekd.errors import EdgekdError
 
 

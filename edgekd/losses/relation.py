@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.distill.losses._utils import check_positive, check_resize_mode, full_precision, resize_spatial, upcast
+from edgekd.losses._utils import check_positive, check_resize_mode, full_precision, resize_spatial, upcast
 from edgekd.errors import EdgekdError
 
 

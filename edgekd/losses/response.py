@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekd.distill.losses._utils import (
+from edgekd.losses._utils import (
     check_positive,
     check_same_shape,
     full_precision,

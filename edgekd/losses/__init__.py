@@ -1,4 +1,5 @@
-"""The knowledge-distillation loss catalogue, one module per family.
+"""The knowledge-distillation loss catalogue (``edgekd.losses``), one module per family; the training
+run that uses it is ``edgekd.training.distill``.
 
 * ``response``   — ``kd`` (pixel-wise KD), ``dist`` (DIST)
 * ``feature``    — ``fitnet`` (FitNet hint), ``at`` (attention transfer), ``cwd`` (channel-wise)
@@ -10,9 +11,9 @@
   and ``DistillationObjective``
 * ``kd_metrics`` — metrics that judge a distillation run (KL, correlation, E_s/E_t, P_t/P_s)
 """
-from edgekd.distill.losses import kd_metrics
-from edgekd.distill.losses.boundary import BoundaryKDLoss, boundary_band
-from edgekd.distill.losses.combine import (
+from edgekd.losses import kd_metrics
+from edgekd.losses.boundary import BoundaryKDLoss, boundary_band
+from edgekd.losses.combine import (
     DistillationObjective,
     build_objective,
     LossContext,
@@ -22,11 +23,11 @@ from edgekd.distill.losses.combine import (
     list_losses,
     register_loss,
 )
-from edgekd.distill.losses.feature import AttentionTransferLoss, ChannelWiseLoss, FitNetLoss
-from edgekd.distill.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
-from edgekd.distill.losses.response import DISTLoss, PixelKDLoss
-from edgekd.distill.losses.spec import LossSpec, parse_specs
-from edgekd.distill.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss, class_weights_from_counts
+from edgekd.losses.feature import AttentionTransferLoss, ChannelWiseLoss, FitNetLoss
+from edgekd.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
+from edgekd.losses.response import DISTLoss, PixelKDLoss
+from edgekd.losses.spec import LossSpec, parse_specs
+from edgekd.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss, class_weights_from_counts
 
 __all__ = [
     "AttentionTransferLoss",

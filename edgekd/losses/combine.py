@@ -19,13 +19,13 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from edgekd.distill.losses._utils import check_resize_mode, resize_spatial
-from edgekd.distill.losses.boundary import BoundaryKDLoss
-from edgekd.distill.losses.feature import AttentionTransferLoss, ChannelWiseLoss, FitNetLoss
-from edgekd.distill.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
-from edgekd.distill.losses.response import DISTLoss, PixelKDLoss
-from edgekd.distill.losses.spec import LossSpec, parse_specs
-from edgekd.distill.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss
+from edgekd.losses._utils import check_resize_mode, resize_spatial
+from edgekd.losses.boundary import BoundaryKDLoss
+from edgekd.losses.feature import AttentionTransferLoss, ChannelWiseLoss, FitNetLoss
+from edgekd.losses.relation import CrossImageRelationLoss, PairwiseAffinityLoss
+from edgekd.losses.response import DISTLoss, PixelKDLoss
+from edgekd.losses.spec import LossSpec, parse_specs
+from edgekd.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss
 from edgekd.errors import EdgekdError
 
 ModelOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, torch.Tensor] | None]

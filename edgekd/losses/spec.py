@@ -4,7 +4,7 @@ Grammar (whitespace around the parts is ignored)::
 
     NAME [ "(" KEY=VALUE { "," KEY=VALUE } ")" ] [ "@" FEATURE [ "/" TEACHER_FEATURE ] ] [ ":" WEIGHT ]
 
-* ``NAME``: a registered loss (``edgekd.distill.list_losses()``), e.g. ``kd``, ``cwd``, ``ce``.
+* ``NAME``: a registered loss (``edgekd.losses.list_losses()``), e.g. ``kd``, ``cwd``, ``ce``.
 * ``(KEY=VALUE, ...)``: constructor options of that loss, e.g. ``kd(tau=4)``,
   ``fitnet(resize=none)``. Values are ints, floats, ``true``/``false`` or bare words (kept as
   strings, so ``resize=none`` is the string 'none'); nothing is evaluated.
