@@ -48,3 +48,30 @@ def progress_bar(enabled: bool = True):
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=float)
     sys.stdout.write("\n")
+
+
+def add_torch_device_argument(p, default: str) -> None:
+    """``--torch-device`` (PyTorch device), plus the old ``--device`` spelling, hidden: it now names a
+    device profile in every other command, so here it is accepted only for torch device names."""
+    import argparse
+
+    p.add_argument("--torch-device", default=None, metavar="DEVICE",
+                   help=f"PyTorch device: auto, cpu, cuda, cuda:N, mps (default {default})")
+    p.add_argument("--device", dest="legacy_torch_device", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(torch_device_default=default)
+
+
+def torch_device_from_args(args) -> str:
+    """The checked torch device of a train/eval/distill command line (one-line error when bad)."""
+    from edgekd.torch_device import check_torch_device, is_torch_device_name
+
+    legacy = getattr(args, "legacy_torch_device", None)
+    if legacy is not None:
+        if not is_torch_device_name(legacy):
+            raise EdgekdError(f"--device {legacy!r}: in this command --device is not a device profile; "
+                              "the PyTorch device is --torch-device (auto, cpu, cuda, cuda:N, mps), and device "
+                              "profiles go to bench/doctor/estimate --device")
+        if args.torch_device is None:
+            print(f"warning: --device {legacy} is deprecated here; use --torch-device {legacy}", file=sys.stderr)
+            args.torch_device = legacy
+    return check_torch_device(args.torch_device or args.torch_device_default)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgekd.cli._common import print_json, progress_bar, size_arg
+from edgekd.cli._common import add_torch_device_argument, print_json, progress_bar, size_arg, torch_device_from_args
 
 NAME = "train"
 HELP = "Train a teacher or a baseline student with cross-entropy (CPU for small runs, CUDA+AMP, DDP via torchrun)."
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up over the first N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    add_torch_device_argument(p, default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT's train state if it exists")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT checkpoint (without it, train refuses)")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
@@ -55,7 +55,7 @@ def common_config(args: argparse.Namespace) -> dict:
         data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
         scale_range=args.scale_range, eval_size=args.eval_size, val_images=args.val_images, seed=args.seed,
-        workers=args.workers, device=args.device, resume=args.resume, force=args.force, max_steps_per_epoch=args.max_steps_per_epoch,
+        workers=args.workers, device=torch_device_from_args(args), resume=args.resume, force=args.force, max_steps_per_epoch=args.max_steps_per_epoch,
         arch_kwargs=args.arch_kwargs, train_split=args.train_split, heldout_split=args.heldout_split,
         freeze_bn=args.freeze_bn, warmup_steps=args.warmup_steps,
     )

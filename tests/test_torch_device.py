@@ -1,0 +1,49 @@
+"""``--device`` names a device profile everywhere; train/eval/distill take the PyTorch device as
+``--torch-device``, and a bad or unavailable one is a one-line error before any work."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgekd.cli import main
+from edgekd.errors import EdgekdError
+from edgekd.torch_device import check_torch_device
+
+
+def _one_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_check_torch_device_accepts_cpu_and_auto():
+    assert check_torch_device("cpu") == "cpu"
+    assert check_torch_device(" auto ") == "auto"
+
+
+def test_a_device_profile_name_is_not_a_torch_device():
+    with pytest.raises(EdgekdError, match="jetson-orin-nano.*bench/doctor/estimate"):
+        check_torch_device("jetson-orin-nano")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this PyTorch sees a CUDA GPU")
+def test_cuda_on_a_cpu_only_torch_is_one_line(tmp_path, synthetic_root, capsys):
+    code = main(["train", "--arch", "unet_tiny", "--data", str(synthetic_root), "--out", str(tmp_path / "s.safetensors"),
+                 "--torch-device", "cuda"])
+    assert code == 2
+    line = _one_line(capsys)
+    assert "'cuda'" in line and "--torch-device cpu" in line
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_eval_with_a_profile_in_old_device_flag_is_one_line(tiny_teacher, synthetic_root, capsys):
+    code = main(["eval", str(tiny_teacher), "--data", str(synthetic_root), "--device", "jetson-orin-nano"])
+    assert code == 2
+    line = _one_line(capsys)
+    assert "jetson-orin-nano" in line and "--torch-device" in line
+
+
+def test_old_device_spelling_with_a_torch_name_still_works_with_a_warning(tiny_teacher, synthetic_root, capsys):
+    code = main(["eval", str(tiny_teacher), "--data", str(synthetic_root), "--device", "cpu", "--max-images", "1"])
+    assert code == 0
+    assert "use --torch-device cpu" in capsys.readouterr().err
