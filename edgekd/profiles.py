@@ -328,6 +328,20 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ProfileError(f"{where} must be {getattr(tp, '__name__', tp)}, found {value!r}")
 
 
+def _check_precisions_exportable(p: DeviceProfile, path: Path) -> None:
+    """A profile lists only precisions one of its backends can run: exported ones, plus bf16 where
+    OpenVINO runs (a listed precision that export refuses would send the user to a command that fails)."""
+    from edgekd.backends.registry import get_backend
+
+    supported = {prec for b in p.accepted_backends for prec in get_backend(b).precisions}
+    if "openvino" in p.accepted_backends:
+        supported.add("bf16")  # OpenVINO runs an fp32 artifact in bf16 through its inference-precision hint
+    for prec in p.precisions:
+        if prec in KNOWN_PRECISIONS and prec not in supported:
+            raise ProfileError(f"{path}: precisions lists {prec!r}, which {' / '.join(p.accepted_backends)} cannot export; "
+                               f"use {' | '.join(sorted(supported))}")
+
+
 def _check_values(p: DeviceProfile, path: Path) -> None:
     def bad(key: str, value: Any, allowed: str) -> ProfileError:
         return ProfileError(f"{path}: {key} = {value!r} is not allowed; use {allowed}")
@@ -338,6 +352,7 @@ def _check_values(p: DeviceProfile, path: Path) -> None:
     for prec in p.precisions:
         if prec not in KNOWN_PRECISIONS:
             raise bad("precisions", prec, " | ".join(KNOWN_PRECISIONS))
+    _check_precisions_exportable(p, path)
     if len(p.input_size) != 2 or min(p.input_size) <= 0:
         raise bad("input_size", list(p.input_size), "[H, W] with positive values")
     if p.runtime.openvino_hint is not None and p.runtime.openvino_hint not in OPENVINO_HINTS:

@@ -33,6 +33,15 @@ def test_every_shipped_profile_loads(path: Path) -> None:
     assert len(p.sha256) == 64
     if p.connection.type == "ssh":
         assert p.connection.python and p.connection.workdir
+    exportable = {prec for b in p.accepted_backends for prec in get_backend(b).precisions}
+    runtime_only = {"bf16"} if "openvino" in p.accepted_backends else set()
+    assert set(p.precisions) <= exportable | runtime_only, "a profile lists only precisions its backends can export"
+
+
+def test_a_precision_the_backend_cannot_export_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "bad-prec", lambda d: d.update(backend="coreml", precisions=["fp16", "int8"], runtime={}))
+    with pytest.raises(ProfileError, match=r"bad-prec\.yaml: precisions lists 'int8', which coreml cannot export"):
+        load_profile(str(path))
 
 
 def test_host_profile_detects_this_machine() -> None:
