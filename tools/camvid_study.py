@@ -204,7 +204,7 @@ def train_all(args) -> None:
         speedup = measure_cache_speedup(args, args.students.split(",")[0], args.cache_speedup_steps)
         log(args.out, f"teacher cache: {speedup}")
         write_summary(args, rows, speedup)
-    log(args.out, "trained: " + "; ".join(f"{r['student']}/{r['method']} mIoU {r['val_miou']:.4f}" for r in rows))
+    log(args.out, "trained: " + "; ".join(f"{r['student']}/{r['method']} mIoU {100 * r['val_miou']:.2f} %" for r in rows))
 
 
 def _exported_from(folder: Path, ckpt_sha256: str | None) -> bool:

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             last = outcome.history[-1] if outcome.history else {}
             summaries.append({"stage": name, "checkpoint": str(outcome.checkpoint), "wall_s": outcome.wall_s, "last_epoch": last})
             if not args.json:
-                print(f"[{name}] wrote {outcome.checkpoint} in {outcome.wall_s:.1f} s; val mIoU {last.get('val_miou', float('nan')):.4f}")
+                print(f"[{name}] wrote {outcome.checkpoint} in {outcome.wall_s:.1f} s; val mIoU {100.0 * last.get('val_miou', float('nan')):.2f} %")
     if args.json:
         print_json(summaries)
     return 0

@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {outcome.checkpoint} after {outcome.epochs_run} epoch(s) in {outcome.wall_s:.1f} s; val mIoU {last.get('val_miou', float('nan')):.4f}")
+        print(f"wrote {outcome.checkpoint} after {outcome.epochs_run} epoch(s) in {outcome.wall_s:.1f} s; val mIoU {100.0 * last.get('val_miou', float('nan')):.2f} %")
     return 0

@@ -117,7 +117,7 @@ def run_loop(
             meta.trained_with["epochs_completed"] = epoch + 1
             save_checkpoint(out, unwrap(model), meta)
             save_train_state(state_file, _state(epoch + 1, history, unwrap(model), extra_modules, opt, sched, scaler))
-            line = f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch")
+            line = f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(_log_field(k, v) for k, v in history[-1].items() if k != "epoch")
             if progress:
                 progress.console.print(line, markup=False, highlight=False)
             else:  # background runs: one line per epoch in the log (stderr: stdout may carry --json)
@@ -179,3 +179,11 @@ def _restore(path, model, extra, opt, sched, scaler, unwrap) -> tuple[int, list]
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng_torch"])
     return int(state["epoch"]), json.loads(state["history_json"])
+
+
+def _log_field(key: str, value: float) -> str:
+    """One ``key value`` of an epoch line; mIoU in percent, the unit eval, bench and compare print
+    (the checkpoint's metrics keep fractions)."""
+    if key.endswith("miou"):
+        return f"{key} {100.0 * value:.2f} %"
+    return f"{key} {value:.4g}"
