@@ -45,11 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args):
     from edgekd.training.distill import DistillConfig
 
+    from edgekd.errors import EdgekdError
+
+    if args.student and args.arch and args.student != args.arch:
+        raise EdgekdError(f"--arch {args.arch!r} and --student {args.student!r} disagree; in distill both name the "
+                          "student's architecture: pass one of them")
     arch = args.student or args.arch
     missing = [f for f, v in (("--student", arch or args.init), ("--data", args.data), ("--out", args.out)) if not v]
     if missing:
-        from edgekd.errors import EdgekdError
-
         raise EdgekdError(f"missing {', '.join(missing)} (or pass --recipe FILE)")
     return DistillConfig(
         arch=arch, **common_config(args),

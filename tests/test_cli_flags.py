@@ -1,4 +1,4 @@
-"""``--device`` names a device profile everywhere; train/eval/distill take the PyTorch device as
+"""One meaning per flag: ``--device`` names a device profile everywhere; train/eval/distill take the PyTorch device as
 ``--torch-device``, and a bad or unavailable one is a one-line error before any work."""
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def test_old_device_spelling_with_a_torch_name_still_works_with_a_warning(tiny_t
     code = main(["eval", str(tiny_teacher), "--data", str(synthetic_root), "--device", "cpu", "--max-images", "1"])
     assert code == 0
     assert "use --torch-device cpu" in capsys.readouterr().err
+
+
+def test_distill_arch_and_student_that_disagree_are_refused(tiny_teacher, synthetic_root, tmp_path, capsys):
+    code = main(["distill", "--teacher", str(tiny_teacher), "--arch", "fast_scnn", "--student", "unet_tiny",
+                 "--data", str(synthetic_root), "--out", str(tmp_path / "s.safetensors")])
+    assert code == 2
+    line = _one_line(capsys)
+    assert "'fast_scnn'" in line and "'unet_tiny'" in line and "disagree" in line
+    assert not (tmp_path / "s.safetensors").exists()
