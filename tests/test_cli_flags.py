@@ -56,3 +56,29 @@ def test_distill_arch_and_student_that_disagree_are_refused(tiny_teacher, synthe
     line = _one_line(capsys)
     assert "'fast_scnn'" in line and "'unet_tiny'" in line and "disagree" in line
     assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_distill_lists_its_losses_with_options(capsys):
+    from edgekd.losses import list_losses
+
+    assert main(["distill", "--list-losses"]) == 0
+    out = capsys.readouterr().out
+    assert "NAME[(KEY=VALUE,...)][@FEATURE" in out
+    for entry in list_losses():
+        assert f"\n{entry.name} " in out
+    assert "thresh=0.7, min_kept=10000" in out  # ohem's options with their defaults
+    assert "ignore_index" not in out  # filled in by the objective, not a spec option
+
+
+def test_export_lists_precisions_per_backend(capsys):
+    from edgekd.backends.registry import get_backend, list_backends
+
+    assert main(["export", "--list-precisions"]) == 0
+    out = capsys.readouterr().out
+    for name in list_backends():
+        assert any(line.startswith(name) and ", ".join(get_backend(name).precisions) in line for line in out.splitlines())
+
+
+def test_export_without_checkpoint_or_out_is_one_line(capsys):
+    assert main(["export", "--backend", "onnxruntime"]) == 2
+    assert "missing CHECKPOINT and --out" in _one_line(capsys)

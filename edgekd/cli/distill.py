@@ -11,6 +11,7 @@ HELP = "Distil a student from one or more frozen teachers (losses NAME[:WEIGHT])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--list-losses", action="store_true", help="print the loss catalogue (names, options, spec syntax) and exit")
     p.add_argument("--recipe", default=None, help="YAML recipe (one run, or stages for T → TA → S chains); other flags are ignored")
     p.add_argument("--teacher", action="append", default=[], help="teacher checkpoint (repeat for several teachers)")
     p.add_argument("--teacher-arch", action="append", default=[], help="architecture of a third-party teacher file, in --teacher order")
@@ -65,10 +66,27 @@ def _config_from_args(args):
     )
 
 
+def print_loss_catalogue() -> None:
+    from edgekd.losses import list_losses, loss_options
+
+    print("Loss spec: NAME[(KEY=VALUE,...)][@FEATURE[/TEACHER_FEATURE]][:WEIGHT], one per --loss, e.g.")
+    print("  --loss ce --loss kd(tau=4):1 --loss fitnet@stage3:0.5 --loss cwd(tau=4)@stage4/layer4:50")
+    print("Features are keys of the model's forward_features (see `edgekd models`); tau follows --temperature where marked *.\n")
+    for entry in list_losses():
+        options = ", ".join(f"{k}={'*' if k == 'tau' and entry.follows_temperature else v}" for k, v in loss_options(entry).items())
+        needs = "teacher" if entry.needs_teacher else "labels"
+        on = "/".join(sorted(entry.inputs))
+        print(f"{entry.name:7} [{needs}; {on}] {entry.summary}")
+        print(f"{'':7} options: {options or '(none)'}")
+
+
 def run(args: argparse.Namespace) -> int:
     from edgekd.training.distill import distill
     from edgekd.training.recipe import load_recipe
 
+    if args.list_losses:
+        print_loss_catalogue()
+        return 0
     stages = load_recipe(args.recipe) if args.recipe else [("main", _config_from_args(args))]
     summaries = []
     with progress_bar(not args.no_progress and not args.json) as progress:

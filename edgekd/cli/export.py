@@ -8,11 +8,12 @@ HELP = "Export a checkpoint for ONNX Runtime, OpenVINO, Core ML, TensorRT (recip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="edgekd .safetensors checkpoint, or a third-party .pt/.pth state dict with --arch")
-    p.add_argument("--backend", required=True,
+    p.add_argument("checkpoint", nargs="?", help="edgekd .safetensors checkpoint, or a third-party .pt/.pth state dict with --arch")
+    p.add_argument("--list-precisions", action="store_true", help="print the precisions each backend exports (and whether it is installed) and exit")
+    p.add_argument("--backend", default=None,
                    help="comma-separated: torch, onnxruntime, openvino, coreml, tensorrt; NAME:PRECISION pins one pair")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16, int8 (default fp32)")
-    p.add_argument("--out", required=True, help="output root; artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/ "
+    p.add_argument("--out", default=None, help="output root (required); artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/ "
                    "(with several --input-size: <backend>-<precision>-<H>x<W>/)")
     p.add_argument("--calib", default=None, help="dataset folder with real images for INT8 calibration (required for int8)")
     p.add_argument("--calib-size", type=int, default=100, help="calibration images (default 100)")
@@ -77,9 +78,30 @@ def _options(args: argparse.Namespace) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def print_precision_table() -> None:
+    from edgekd.backends.registry import get_backend, list_backends
+
+    print("backend      precisions        here")
+    for name in list_backends():
+        backend = get_backend(name)
+        ok, reason = backend.is_available()
+        print(f"{name:12} {', '.join(backend.precisions):17} {'installed' if ok else reason}")
+    print("--backend NAME pairs with every --precision; NAME:PRECISION pins one pair (e.g. coreml:fp16).")
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
+
+    from edgekd.errors import EdgekdError
+
+    if args.list_precisions:
+        print_precision_table()
+        return 0
+    missing = [f for f, v in (("CHECKPOINT", args.checkpoint), ("--backend", args.backend), ("--out", args.out)) if not v]
+    if missing:
+        raise EdgekdError(f"missing {' and '.join(missing)}; e.g. edgekd export student.safetensors --backend onnxruntime "
+                          "--out artifacts/ (edgekd export --list-precisions shows the backends)")
 
     from edgekd.export import export_checkpoint, read_manifest
 

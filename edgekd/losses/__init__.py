@@ -21,6 +21,7 @@ from edgekd.losses.combine import (
     build_loss,
     get_loss_entry,
     list_losses,
+    loss_options,
     register_loss,
 )
 from edgekd.losses.feature import AttentionTransferLoss, ChannelWiseLoss, FitNetLoss
@@ -51,6 +52,7 @@ __all__ = [
     "get_loss_entry",
     "kd_metrics",
     "list_losses",
+    "loss_options",
     "parse_specs",
     "register_loss",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -76,6 +76,19 @@ def register_loss(
 
 def list_losses() -> list[LossEntry]:
     return [_LOSSES[name] for name in sorted(_LOSSES)]
+
+
+# Constructor arguments the objective fills in itself (from the dataset, the models or --class-weights):
+# not options a spec sets.
+CONTEXT_ARGUMENTS = frozenset({"ignore_index", "student_channels", "teacher_channels", "class_weights"})
+
+
+def loss_options(entry: LossEntry) -> dict[str, Any]:
+    """The ``NAME(KEY=VALUE)`` options of one loss with their defaults (``tau`` follows
+    ``--temperature`` where ``follows_temperature``)."""
+    params = list(inspect.signature(entry.cls.__init__).parameters.values())[1:]
+    return {p.name: (None if p.default is inspect.Parameter.empty else p.default)
+            for p in params if p.name not in CONTEXT_ARGUMENTS and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
 def get_loss_entry(name: str) -> LossEntry:
