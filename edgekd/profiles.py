@@ -277,7 +277,7 @@ def profile_hash(raw: dict[str, Any]) -> str:
 
 
 def _fill_detected(hardware: dict[str, Any], path: Path) -> dict[str, Any]:
-    from edgekd.bench.hostinfo import detect_hardware
+    from edgekd.core.host import detect_hardware
 
     wanted = [k for k, v in hardware.items() if v == DETECT]
     if not wanted:

@@ -55,7 +55,6 @@ def test_not_a_package_is_one_line_error(tool, tmp_path, capsys):
     assert "no __init__.py" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="cycles removed in the next commit")
 def test_edgekd_has_no_cycle_between_units(tool):
     graph = tool.import_graph(ROOT / "edgekd")
     assert tool.cycles(graph) == [], tool.render(graph)

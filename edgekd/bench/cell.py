@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bench import hostinfo, memory, thermal, timing
+from edgekd.bench import memory, thermal
+from edgekd.core import host, timing
 from edgekd.bench.e2e import FramePipeline, FusedFramePipeline, camera_paced, fused_contract, measure_e2e, synthetic_frame
 from edgekd.bench.finite import check_finite
 from edgekd.bench.power import EnergyMeter, make_energy_meter
@@ -260,15 +261,15 @@ def _frames(pipeline: FramePipeline, frame: np.ndarray, spec: dict[str, Any], ou
 
 def _timed(step, session: Any, spec: dict[str, Any], out: dict[str, Any], meter: EnergyMeter) -> None:
     stage("timed")
-    load_start, cpu_start = hostinfo.load_average(), hostinfo.cpu_times()
+    load_start, cpu_start = host.load_average(), host.cpu_times()
     meter.begin()
     samples, stopped_by = timing.timed_loop(step, session.sync, timing.LoopPolicy(**spec.get("timing", {})))
     out["energy"] = meter.end(len(samples))
-    cpu = hostinfo.other_cpu_load(cpu_start, hostinfo.cpu_times())
+    cpu = host.other_cpu_load(cpu_start, host.cpu_times())
     stats = timing.summarize(samples)
     out.update(iterations=stats.n, timed_s=float(samples.sum() / 1e9), stopped_by=stopped_by,
                latency_ms={k: v for k, v in stats.to_dict().items() if k != "fps"}, fps_sync=stats.fps)
-    out["noise"] = timing.noise_block(stats, hostinfo.os.cpu_count(), load_start, hostinfo.load_average(), cpu, stopped_by)
+    out["noise"] = timing.noise_block(stats, host.os.cpu_count(), load_start, host.load_average(), cpu, stopped_by)
     out["timed_region"] = ("session.bind(x) step: one inference on the input buffer the pre-processing fills, "
                            "output read in place (no per-call input tensor, copy or output allocation), sync included")
     if out.get("io_contract"):

@@ -212,7 +212,7 @@ def measure_e2e(pipeline: FramePipeline | FusedFramePipeline, frame: np.ndarray,
     ms = per_frame[:n] / 1e6
     total = ms.sum(axis=1)
     infer = stages.index("inference")
-    from edgekd.bench.timing import quantile_ci
+    from edgekd.core.timing import quantile_ci
 
     return {
         "camera_hw": list(pipeline.camera_hw), "input_hw": list(pipeline.input_hw), "frames": n,

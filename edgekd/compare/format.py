@@ -246,7 +246,7 @@ def render(df: pd.DataFrame, fmt: str) -> str:
                 parts.append(f"### {heading}\n\n{to_markdown(part)}")
         return "\n".join(parts)
     if fmt == "html":
-        from edgekd.report.html import table_page
+        from edgekd.compare.page import table_page
 
         return table_page(df)
     raise EdgekdError(f"--format {fmt!r} is not one of table, md, csv, json, html")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekd.core.subnormal import subnormal_mask
+
 
 def count_subnormals(model: nn.Module) -> int:
     """Non-zero floating-point parameters and buffers whose magnitude is below the normal range."""
@@ -46,8 +48,6 @@ def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
 
 
 def _subnormal_mask(tensor: torch.Tensor) -> torch.Tensor:
-    # Read the bits (edgekd.doctor.weights): a float comparison misses subnormals whenever the
+    # Read the bits (edgekd.core.subnormal): a float comparison misses subnormals whenever the
     # thread runs with denormals-are-zero, e.g. after OpenVINO or torch.set_flush_denormal.
-    from edgekd.doctor.weights import subnormal_mask
-
     return subnormal_mask(tensor)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekd.bench.hostinfo import cpu_features, cpu_model, load_average
+from edgekd.core.host import cpu_features, cpu_model, load_average
 
 PROBE_KEYS = ("peak_fp32_tflops", "peak_bf16_tflops", "peak_int8_tops", "memory_bandwidth_gbs")
 PROBE_VERSION = 1
@@ -138,7 +138,7 @@ def host_peaks(refresh: bool = False) -> dict[str, Any]:
     return {**result}
 
 
-if __name__ == "__main__":  # python -m edgekd.bench.hostprobe [--refresh]
+if __name__ == "__main__":  # python -m edgekd.core.hostprobe [--refresh]
     import sys
 
     print(json.dumps(host_peaks(refresh="--refresh" in sys.argv), indent=1))
