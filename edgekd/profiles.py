@@ -9,7 +9,6 @@ row so a changed budget or option never mixes silently with old rows.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any, Union
 import yaml
 
 from edgekd.errors import EdgekdError, yaml_error_text
+from edgekd.core.suggest import did_you_mean
 
 PROFILE_DIR_ENV = "EDGEKD_PROFILE_DIR"
 KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert", "executorch")
@@ -241,8 +241,7 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     if name_or_path in aliases:
         return aliases[name_or_path]
     known = sorted(set(files) | set(aliases))
-    near = difflib.get_close_matches(name_or_path, known, n=1, cutoff=0.3)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
+    hint = did_you_mean(name_or_path, known, cutoff=0.3)
     raise ProfileError(
         f"unknown device profile {name_or_path!r}.{hint} Known: {', '.join(known) or '(none)'}; "
         f"or pass a path to a profile YAML (profile dirs: {', '.join(map(str, profile_dirs())) or 'none found'})"

@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from edgekd.core.manifest import MANIFEST_NAME, manifest_or_empty  # noqa: F401  (MANIFEST_NAME re-exported)
 from edgekd.errors import EdgekdError
 
 if TYPE_CHECKING:
     from edgekd.backends.prepost import FrameContract
 
-MANIFEST_NAME = "manifest.json"
 
 
 def artifact_manifest(artifact_dir: Path) -> dict[str, Any]:
     """The artifact's manifest.json as a dict ({} when there is none, e.g. hand-made folders)."""
-    path = Path(artifact_dir) / MANIFEST_NAME
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return manifest_or_empty(artifact_dir)
 
 
 class BackendUnavailable(EdgekdError):

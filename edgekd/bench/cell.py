@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.bench import memory, thermal
 from edgekd.core import host, timing
+from edgekd.core import manifest as core_manifest
 from edgekd.bench.e2e import FramePipeline, FusedFramePipeline, camera_paced, fused_contract, measure_e2e, synthetic_frame
 from edgekd.bench.finite import check_finite
 from edgekd.bench.power import EnergyMeter, make_energy_meter
@@ -29,16 +30,10 @@ def stage(name: str) -> None:
 
 
 def read_manifest(artifact_dir: Path) -> dict[str, Any]:
-    """The artifact's manifest, read with ``json`` rather than ``edgekd.export.read_manifest``: importing
-    ``edgekd.export`` pulls in PyTorch (~200 MB RSS) that a deployed runtime does not carry."""
-    path = Path(artifact_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{artifact_dir} has no manifest.json; is it an artifact folder made by `edgekd export`?")
-    manifest = json.loads(path.read_text())
-    missing = [k for k in ("backend", "precision", "input_shape", "normalization") if k not in manifest]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}; re-export the artifact")
-    return manifest
+    """The artifact's manifest through ``edgekd.core.manifest`` (standard library only) rather than
+    ``edgekd.export.read_manifest``: importing ``edgekd.export`` pulls in PyTorch (~200 MB RSS) that a
+    deployed runtime does not carry."""
+    return core_manifest.read_manifest(artifact_dir)
 
 
 def load_session(artifact_dir: Path, backend_name: str, options: dict[str, Any]):
@@ -74,7 +69,7 @@ def input_hw(manifest: dict[str, Any], fallback: list[int] | None) -> tuple[tupl
 def model_mb(artifact_dir: Path, manifest: dict[str, Any]) -> float:
     if isinstance(manifest.get("size_bytes"), int):
         return manifest["size_bytes"] / 2**20
-    return memory.file_size_mb([p for p in artifact_dir.iterdir() if p.name != "manifest.json"])
+    return memory.file_size_mb([p for p in artifact_dir.iterdir() if p.name != core_manifest.MANIFEST_NAME])
 
 
 def _describe(session: Any, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd import __version__
-from edgekd.backends.base import MANIFEST_NAME
+from edgekd.core.manifest import MANIFEST_NAME, manifest_path, parse_manifest
 from edgekd.errors import EdgekdError
 
 FORMAT = "edgekd-artifact"
@@ -87,13 +87,10 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict[str, Any]:
     """The artifact's manifest, checked for the keys every consumer relies on."""
-    path = Path(artifact_dir) / MANIFEST_NAME
+    path = manifest_path(artifact_dir)
     if not path.is_file():
         raise EdgekdError(f"{artifact_dir} has no {MANIFEST_NAME}; is it an artifact folder made by `edgekd export`?")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise EdgekdError(f"{path} is not valid JSON ({err}); re-export the artifact") from err
+    manifest = parse_manifest(path, path.read_bytes(), required=())
     missing = [k for k in REQUIRED if k not in manifest]
     if manifest.get("format") != FORMAT or missing:
         raise EdgekdError(f"{path} is not an edgekd artifact manifest (format={manifest.get('format')!r}, missing {missing}); re-export it")
