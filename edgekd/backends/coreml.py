@@ -1,6 +1,6 @@
 """Core ML: an ML Program (iOS 16+) converted from ``torch.export``, FP16 or FP32 compute.
 
-``torch.jit.trace`` → coremltools 9.0 fails with torch 2.13 (FACTS.md), ``torch.export`` works.
+``torch.jit.trace`` → coremltools 9.0 fails with torch 2.13 (docs/export.md, Core ML), ``torch.export`` works.
 Optionally the normalisation is baked into the graph so the app feeds camera pixels (an RGB
 image input) directly; optionally weights are 8-bit linear quantised or palettised. Packages
 load on Linux for a spec check; predictions need macOS, so parity runs only there.

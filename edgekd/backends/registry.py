@@ -1,6 +1,6 @@
 """Backend registry: names map to the module and class that implement them.
 
-Lookups are loud (STYLE.md): an unknown name raises with the valid names and the nearest match.
+Lookups are loud (docs/design.md): an unknown name raises with the valid names and the nearest match.
 Modules are imported on first use only, and they import their runtime lazily too, so importing
 this registry never pulls in OpenVINO, coremltools or TensorRT.
 """

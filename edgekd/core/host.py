@@ -1,7 +1,7 @@
 """Facts about the machine a cell runs on: CPU, cores, memory, OS, load, clocks and power mode.
 
 Recorded next to every figure because speed on a shared or throttled machine means little
-without them (FACTS.md: contention moved PyTorch eager from 47 ms to 0.5-1.9 s). Everything is
+without them (docs/bench.md: contention moved PyTorch eager from 47 ms to 0.5-1.9 s). Everything is
 read where readable; what cannot be read is given as ``None`` with the reason beside it.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Peak figures of *this* machine, measured by a short probe and cached per CPU.
 
 The ``host`` profile's roofline peaks must describe the CPU the bench runs on, which changes
-between sessions on a cloud VM (FACTS.md: an Intel Xeon with AMX one day, an AMD EPYC with AVX2
+between sessions on a cloud VM (docs/bench.md: an Intel Xeon with AMX one day, an AMD EPYC with AVX2
 only the next). So ``peak_fp32_tflops``, ``peak_bf16_tflops``, ``peak_int8_tops`` and
 ``memory_bandwidth_gbs`` may be ``detect`` in a profile: the first use on a machine runs this
 probe (about 2-4 s) and caches the result under ``$EDGEKD_CACHE/hostprobe/<key>.json``, keyed by

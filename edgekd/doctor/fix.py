@@ -64,7 +64,7 @@ def interleaved_medians(before: Callable[[], Any], after: Callable[[], Any], ite
                         max_seconds: float) -> dict[str, Any]:
     """Warm both up (edgekd.core.timing), then time them in alternating rounds and take each median.
 
-    Alternating rounds share the machine's load drift between the two (FACTS.md: medians on this
+    Alternating rounds share the machine's load drift between the two (docs/doctor.md: medians on this
     shared VM move by up to ±30% between rounds), so the speed-up compares like with like.
     """
     from edgekd.core.host import load_average

@@ -1,6 +1,6 @@
 """Weight hygiene: subnormal, NaN and Inf values, counted per tensor, and flushing subnormals.
 
-Why subnormals matter (FACTS.md, "Subnormal weights"): half of the real CGNet checkpoint's
+Why subnormals matter (docs/export.md, "Weight hygiene: subnormal weights"): half of the real CGNet checkpoint's
 weights are subnormal floats (non-zero, below ``torch.finfo(dtype).tiny``). x86 CPUs take a slow
 micro-code path for every arithmetic operation on them unless the runtime sets FTZ/DAZ, which
 made CGNet 20× slower in PyTorch eager and ~9× slower in ONNX Runtime on this machine. Their

@@ -1,4 +1,4 @@
-"""``manifest.json``: the self-description of one artifact (DESIGN.md, "Artifact").
+"""``manifest.json``: the self-description of one artifact (docs/export.md, "manifest.json").
 
 Flat top-level keys for what every consumer reads (``backend``, ``precision``,
 ``precision_used``, ``input_shape``, ``normalization``, ``runtime_file``), nested blocks for
@@ -35,7 +35,7 @@ def build_manifest(*, source: dict[str, Any], meta: dict[str, Any], output_strid
                    precision: str, input_size: tuple[int, int], dynamic_batch: bool, onnx_info: dict[str, Any] | None,
                    options: dict[str, Any], calibration: dict[str, Any] | None, subnormals_flushed: int | None,
                    fields: dict[str, Any], parity: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Everything DESIGN.md asks for, from the export's pieces and the backend's own fields."""
+    """Every key docs/export.md describes, from the export's pieces and the backend's own fields."""
     fields = dict(fields)
     calibration = _merge_calibration(calibration, fields.pop("calibration", None))
     h, w = input_size

@@ -1,6 +1,6 @@
 """Weight hygiene before export: subnormal (denormal) floats.
 
-Trained checkpoints from other code bases can carry many subnormal weights (FACTS.md: half of
+Trained checkpoints from other code bases can carry many subnormal weights (docs/export.md, "Weight hygiene": half of
 CGNet's). x86 arithmetic on them is ~20× slower in PyTorch and ~9× in ONNX Runtime, and their
 values are below any precision a deployed model can use, so the exported copy zeroes them by
 default (``keep_subnormals`` turns that off) and the manifest records how many were flushed.
