@@ -366,28 +366,13 @@ def _check_values(p: DeviceProfile, path: Path) -> None:
 def runtime_options_for(profile: DeviceProfile, backend: str) -> dict[str, Any]:
     """The profile's runtime options that concern ``backend``, named as that backend's ``load()`` takes them.
 
-    Backends refuse unknown options (never ignoring them silently), so only options a backend
-    declares are passed. TensorRT's workspace and DLA core go to its ``load()``, which builds the
-    engine on the target with them in place of the export-time recipe's.
+    Each backend owns the mapping (``Backend.options_from_profile``): backends refuse unknown
+    options (never ignoring them silently), so only options a backend declares are passed.
     """
-    r = profile.runtime
-    opts: dict[str, Any] = {}
-    if r.threads is not None and backend in ("onnxruntime", "openvino", "torch", "litert", "executorch"):
-        opts["threads"] = r.threads
-    if backend == "onnxruntime" and r.denormals_as_zero:
-        opts["denormal_as_zero"] = True
-    if backend == "openvino":
-        if r.openvino_hint is not None:
-            opts["performance_hint"] = r.openvino_hint.upper()
-        if r.openvino_inference_precision is not None:
-            opts["precision_hint"] = r.openvino_inference_precision
-        if r.denormals_as_zero:
-            opts["denormals_optimization"] = True
-    if backend == "torch" and r.denormals_as_zero:
-        opts["flush_denormal"] = True
-    if backend == "tensorrt":
-        opts.update({k: v for k, v in (("workspace_mb", r.tensorrt_workspace_mb), ("dla_core", r.tensorrt_dla_core))
-                     if v is not None})
-    if backend == "coreml" and r.coreml_compute_units is not None:
-        opts["compute_units"] = r.coreml_compute_units
-    return opts
+    from edgekd.backends.registry import UnknownBackendError, get_backend
+
+    try:
+        found = get_backend(backend)
+    except UnknownBackendError:
+        return {}  # a name no backend has gets no options (its load fails with the valid names)
+    return found.options_from_profile(profile.runtime)

@@ -101,6 +101,12 @@ class Backend(ABC):
     #: Export options (``ExportRequest.options``) this backend reads, with a one-line meaning each.
     export_options: dict[str, str] = {}
 
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        """The device profile's ``runtime:`` block (``edgekd.profiles.RuntimeOptions``) as this backend's
+        ``load()`` options. Each backend maps the fields it understands; an option it does not declare
+        is never passed (``load`` refuses unknown options rather than ignoring them)."""
+        return {}
+
     @abstractmethod
     def is_available(self) -> tuple[bool, str]:
         """(True, "") or (False, reason with the fix)."""

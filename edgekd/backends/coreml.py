@@ -125,6 +125,9 @@ class CoreMLBackend(Backend):
         "coreml_target": f"minimum deployment target: {', '.join(TARGETS)} (default iOS16)",
     }
 
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        return {} if runtime.coreml_compute_units is None else {"compute_units": runtime.coreml_compute_units}
+
     def is_available(self) -> tuple[bool, str]:
         try:
             _ct()

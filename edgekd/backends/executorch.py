@@ -160,6 +160,9 @@ class ExecuTorchBackend(Backend):
     runtime_options = {"threads": "XNNPACK threadpool size (executorch's process-wide pool; default: its own choice)"}
     export_options = {"executorch_delegate": f"{' | '.join(DELEGATES)} (default xnnpack; the others are recipes for their target)"}
 
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        return {} if runtime.threads is None else {"threads": runtime.threads}
+
     def is_available(self) -> tuple[bool, str]:
         try:
             _runtime()

@@ -213,6 +213,9 @@ class LiteRTBackend(Backend):
     }
     export_options = {"litert_int8": f"{' | '.join(INT8_MODES)} (default full_integer: int8 activations calibrated on real images)"}
 
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        return {} if runtime.threads is None else {"threads": runtime.threads}
+
     def is_available(self) -> tuple[bool, str]:
         try:
             _interpreter_module()

@@ -172,6 +172,12 @@ class TensorRTBackend(Backend):
         "trt_max_batch": "max batch of the optimisation profile with --dynamic-batch (default 8)",
     }
 
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        # workspace and DLA core go to load(), which builds the engine on the target with them
+        # in place of the export-time recipe's
+        return {k: v for k, v in (("workspace_mb", runtime.tensorrt_workspace_mb), ("dla_core", runtime.tensorrt_dla_core))
+                if v is not None}
+
     def is_available(self) -> tuple[bool, str]:
         try:
             _trt()

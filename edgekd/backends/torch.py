@@ -24,6 +24,10 @@ class TorchBackend(Backend):
         "flush_denormal": "torch.set_flush_denormal(True) while running (process-wide)",
     }
 
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        opts = {} if runtime.threads is None else {"threads": runtime.threads}
+        return {**opts, "flush_denormal": True} if runtime.denormals_as_zero else opts
+
     def is_available(self) -> tuple[bool, str]:
         return True, ""
 
