@@ -100,6 +100,14 @@ class Backend(ABC):
     runtime_options: dict[str, str] = {}
     #: Export options (``ExportRequest.options``) this backend reads, with a one-line meaning each.
     export_options: dict[str, str] = {}
+    #: Pre-flight checks ``edgekd doctor`` runs for this backend, by name (the doctor implements
+    #: them: ``edgekd.doctor.BACKEND_CHECKS``): "tensorrt-ops", "coreml-ops", "openvino-compile",
+    #: "onnxruntime-session" on the ONNX graph, "mobile-artifact" on an exported artifact.
+    doctor_checks: tuple[str, ...] = ()
+    #: Whether the doctor checks an ONNX graph for it at all (False for eager PyTorch).
+    doctor_graph: bool = True
+    #: Python module the graph checks need installed here (they are skipped, with a note, without it).
+    doctor_needs: str | None = None
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         """The device profile's ``runtime:`` block (``edgekd.profiles.RuntimeOptions``) as this backend's

@@ -115,6 +115,7 @@ def spec_check(path: Path) -> dict[str, Any]:
 
 class CoreMLBackend(Backend):
     name = "coreml"
+    doctor_checks = ("coreml-ops",)
     precisions = ("fp32", "fp16")
     pip_extra = "coreml"
     runtime_options = {"compute_units": f"{', '.join(COMPUTE_UNITS)} (default: the one recorded at export)"}

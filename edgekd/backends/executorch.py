@@ -155,6 +155,7 @@ def lower(model: Any, example: tuple[Any, ...], delegate: str) -> tuple[bytes, d
 
 class ExecuTorchBackend(Backend):
     name = "executorch"
+    doctor_checks = ("mobile-artifact",)
     precisions = ("fp32", "int8")
     pip_extra = "executorch"
     runtime_options = {"threads": "XNNPACK threadpool size (executorch's process-wide pool; default: its own choice)"}

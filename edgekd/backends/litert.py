@@ -205,6 +205,7 @@ def _input_name(path: Path) -> str:
 
 class LiteRTBackend(Backend):
     name = "litert"
+    doctor_checks = ("mobile-artifact",)
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "litert"
     runtime_options = {

@@ -109,6 +109,8 @@ def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: s
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    doctor_checks = ("onnxruntime-session",)
+    doctor_needs = "onnxruntime"
     precisions = ("fp32", "int8")
     pip_extra = "onnxruntime"
     needs_onnx = True

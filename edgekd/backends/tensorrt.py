@@ -159,6 +159,7 @@ def build_engine_from_recipe(artifact_dir: Path, cache_dir: Path = DEFAULT_CACHE
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    doctor_checks = ("tensorrt-ops",)
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "tensorrt"
     needs_onnx = True

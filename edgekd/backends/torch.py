@@ -17,6 +17,7 @@ MODEL_FILE = "model.safetensors"
 
 class TorchBackend(Backend):
     name = "torch"
+    doctor_graph = False  # eager: no graph to check
     precisions = ("fp32",)
     pip_extra = ""
     runtime_options = {
