@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-
 from edgekd.core.manifest import MANIFEST_NAME, manifest_or_empty  # noqa: F401  (MANIFEST_NAME re-exported)
 from edgekd.errors import EdgekdError
 
 if TYPE_CHECKING:
+    import numpy as np
     from edgekd.backends.prepost import FrameContract
 
 
@@ -99,7 +98,13 @@ class Backend(ABC):
     #: Options ``load(..., **runtime_options)`` accepts, with a one-line meaning each.
     runtime_options: dict[str, str] = {}
     #: Export options (``ExportRequest.options``) this backend reads, with a one-line meaning each.
+    #: ``edgekd export`` turns each into a flag (``coreml_weights`` → ``--coreml-weights``) in a group
+    #: titled ``export_group``, except the pipeline-wide ones it declares itself (``max_accuracy_drop``).
     export_options: dict[str, str] = {}
+    #: The value type of an export option when it is not a string: ``int``, or ``bool`` for a switch.
+    export_option_types: dict[str, type] = {}
+    #: Title of this backend's group of export flags in ``edgekd export --help``.
+    export_group: str = ""
     #: Pre-flight checks ``edgekd doctor`` runs for this backend, by name (the doctor implements
     #: them: ``edgekd.doctor.BACKEND_CHECKS``): "tensorrt-ops", "coreml-ops", "openvino-compile",
     #: "onnxruntime-session" on the ONNX graph, "mobile-artifact" on an exported artifact.

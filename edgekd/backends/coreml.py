@@ -125,6 +125,8 @@ class CoreMLBackend(Backend):
         "coreml_weights": f"{', '.join(WEIGHT_MODES)} (default none)",
         "coreml_target": f"minimum deployment target: {', '.join(TARGETS)} (default iOS16)",
     }
+    export_option_types = {"coreml_bake_normalization": bool}
+    export_group = "Core ML"
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         return {} if runtime.coreml_compute_units is None else {"compute_units": runtime.coreml_compute_units}

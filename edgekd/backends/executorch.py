@@ -160,6 +160,7 @@ class ExecuTorchBackend(Backend):
     pip_extra = "executorch"
     runtime_options = {"threads": "XNNPACK threadpool size (executorch's process-wide pool; default: its own choice)"}
     export_options = {"executorch_delegate": f"{' | '.join(DELEGATES)} (default xnnpack; the others are recipes for their target)"}
+    export_group = "ExecuTorch (Android; XNNPACK on the CPU)"
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         return {} if runtime.threads is None else {"threads": runtime.threads}

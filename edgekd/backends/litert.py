@@ -213,6 +213,7 @@ class LiteRTBackend(Backend):
         "xnnpack": "apply the default XNNPACK delegate (default true; false = LiteRT's built-in kernels only)",
     }
     export_options = {"litert_int8": f"{' | '.join(INT8_MODES)} (default full_integer: int8 activations calibrated on real images)"}
+    export_group = "LiteRT (Android; XNNPACK on the CPU)"
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         return {} if runtime.threads is None else {"threads": runtime.threads}

@@ -172,6 +172,8 @@ class TensorRTBackend(Backend):
         "trt_int8": f"INT8 source: {', '.join(INT8_SOURCES)} (default calibrator: IInt8EntropyCalibrator2)",
         "trt_max_batch": "max batch of the optimisation profile with --dynamic-batch (default 8)",
     }
+    export_option_types = {"trt_workspace_mb": int, "trt_dla_core": int, "trt_max_batch": int}
+    export_group = "TensorRT (engine built on the target from recipe.json)"
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         # workspace and DLA core go to load(), which builds the engine on the target with them
