@@ -32,7 +32,7 @@ class CheckpointError(EdgekdError):
 
 @dataclass
 class CheckpointMeta:
-    """The ``edgekd`` metadata document of DESIGN.md."""
+    """The ``edgekd`` metadata document stored with the weights (docs/design.md, "Checkpoints")."""
 
     arch: str
     num_classes: int

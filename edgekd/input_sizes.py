@@ -18,6 +18,15 @@ from edgekd.errors import EdgekdError
 _HW = re.compile(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*")
 
 
+def parse_hw(text: str) -> tuple[int, int]:
+    """``"240x320"`` -> ``(240, 320)`` (height first), both positive; the one "HxW" parser for every
+    size flag and option (``data --size``, ``--crop``, camera sizes; lists go through ``parse_input_sizes``)."""
+    match = _HW.fullmatch(text) if isinstance(text, str) else None
+    if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
+        raise EdgekdError(f"size {text!r} is not HxW: give height and width as positive integers joined by 'x', e.g. 240x320")
+    return int(match.group(1)), int(match.group(2))
+
+
 def format_size(size: tuple[int, int] | list[int]) -> str:
     """(H, W) → ``"HxW"``."""
     return f"{int(size[0])}x{int(size[1])}"
@@ -117,10 +126,10 @@ def parse_input_size(value: str | tuple[int, int] | list[int] | None) -> tuple[i
     if value is None:
         return None
     if isinstance(value, str):
-        parts = value.lower().replace("×", "x").split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        match = _HW.fullmatch(value)
+        if not match:
             raise EdgekdError(f"input size {value!r} must be HxW in pixels, e.g. 360x480")
-        value = (int(parts[0]), int(parts[1]))
+        value = (int(match.group(1)), int(match.group(2)))
     h, w = (int(v) for v in value)
     if h < 1 or w < 1:
         raise EdgekdError(f"input size {h}x{w} must be positive")

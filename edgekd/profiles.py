@@ -9,7 +9,6 @@ row so a changed budget or option never mixes silently with old rows.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any, Union
 import yaml
 
 from edgekd.errors import EdgekdError, yaml_error_text
+from edgekd.core.suggest import did_you_mean
 
 PROFILE_DIR_ENV = "EDGEKD_PROFILE_DIR"
 KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert", "executorch")
@@ -241,8 +241,7 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     if name_or_path in aliases:
         return aliases[name_or_path]
     known = sorted(set(files) | set(aliases))
-    near = difflib.get_close_matches(name_or_path, known, n=1, cutoff=0.3)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
+    hint = did_you_mean(name_or_path, known, cutoff=0.3)
     raise ProfileError(
         f"unknown device profile {name_or_path!r}.{hint} Known: {', '.join(known) or '(none)'}; "
         f"or pass a path to a profile YAML (profile dirs: {', '.join(map(str, profile_dirs())) or 'none found'})"
@@ -277,7 +276,7 @@ def profile_hash(raw: dict[str, Any]) -> str:
 
 
 def _fill_detected(hardware: dict[str, Any], path: Path) -> dict[str, Any]:
-    from edgekd.bench.hostinfo import detect_hardware
+    from edgekd.core.host import detect_hardware
 
     wanted = [k for k, v in hardware.items() if v == DETECT]
     if not wanted:
@@ -382,28 +381,13 @@ def _check_values(p: DeviceProfile, path: Path) -> None:
 def runtime_options_for(profile: DeviceProfile, backend: str) -> dict[str, Any]:
     """The profile's runtime options that concern ``backend``, named as that backend's ``load()`` takes them.
 
-    Backends refuse unknown options (never ignoring them silently), so only options a backend
-    declares are passed. TensorRT's workspace and DLA core go to its ``load()``, which builds the
-    engine on the target with them in place of the export-time recipe's.
+    Each backend owns the mapping (``Backend.options_from_profile``): backends refuse unknown
+    options (never ignoring them silently), so only options a backend declares are passed.
     """
-    r = profile.runtime
-    opts: dict[str, Any] = {}
-    if r.threads is not None and backend in ("onnxruntime", "openvino", "torch", "litert", "executorch"):
-        opts["threads"] = r.threads
-    if backend == "onnxruntime" and r.denormals_as_zero:
-        opts["denormal_as_zero"] = True
-    if backend == "openvino":
-        if r.openvino_hint is not None:
-            opts["performance_hint"] = r.openvino_hint.upper()
-        if r.openvino_inference_precision is not None:
-            opts["precision_hint"] = r.openvino_inference_precision
-        if r.denormals_as_zero:
-            opts["denormals_optimization"] = True
-    if backend == "torch" and r.denormals_as_zero:
-        opts["flush_denormal"] = True
-    if backend == "tensorrt":
-        opts.update({k: v for k, v in (("workspace_mb", r.tensorrt_workspace_mb), ("dla_core", r.tensorrt_dla_core))
-                     if v is not None})
-    if backend == "coreml" and r.coreml_compute_units is not None:
-        opts["compute_units"] = r.coreml_compute_units
-    return opts
+    from edgekd.backends.registry import UnknownBackendError, get_backend
+
+    try:
+        found = get_backend(backend)
+    except UnknownBackendError:
+        return {}  # a name no backend has gets no options (its load fails with the valid names)
+    return found.options_from_profile(profile.runtime)

@@ -41,3 +41,24 @@ def test_a_missing_runtime_names_the_pip_extra(monkeypatch, backend, module, ext
     assert not available and extra in reason
     with pytest.raises(BackendUnavailable, match=extra.replace("[", "\\[").replace("]", "\\]")):
         call(get_backend(backend))
+
+
+def test_each_backend_maps_profile_runtime_options_it_declares():
+    # the backend owns its knowledge: a profile's runtime block becomes options its load() declares
+    from edgekd.backends.registry import get_backend, list_backends
+    from edgekd.profiles import RuntimeOptions
+
+    full = RuntimeOptions(threads=2, openvino_hint="latency", openvino_inference_precision="f32",
+                          tensorrt_workspace_mb=256, tensorrt_dla_core=0, coreml_compute_units="CPU_ONLY",
+                          denormals_as_zero=True)
+    mapped = {}
+    for name in list_backends():
+        backend = get_backend(name)
+        opts = backend.options_from_profile(full)
+        assert set(opts) <= set(backend.runtime_options), (name, opts)
+        assert backend.options_from_profile(RuntimeOptions()) == {}
+        mapped[name] = opts
+    assert mapped["openvino"]["performance_hint"] == "LATENCY"
+    assert mapped["torch"] == {"threads": 2, "flush_denormal": True}
+    assert mapped["tensorrt"] == {"workspace_mb": 256, "dla_core": 0}
+    assert mapped["coreml"] == {"compute_units": "CPU_ONLY"}

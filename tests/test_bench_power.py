@@ -163,7 +163,7 @@ def test_thermal_zones(tmp_path: Path) -> None:
 
 
 def test_cpu_clocks_and_host_facts(tmp_path: Path) -> None:
-    from edgekd.bench.hostinfo import cpu_clocks, host_facts
+    from edgekd.core.host import cpu_clocks, host_facts
 
     assert cpu_clocks(tmp_path)["cpu_mhz"] is None and "cpufreq" in cpu_clocks(tmp_path)["reason"]
     for i, (khz, gov) in enumerate([(1_500_000, "schedutil"), (729_600, "schedutil")]):

@@ -141,6 +141,16 @@ def test_verdict_on_crafted_budgets(fps, p99, peak, expected, phrases):
         assert phrase in detail
 
 
+def test_one_budget_check_for_bench_and_compare():
+    # edgekd.core.budget: the verdict is the inference figures; the e2e frame p50 is flagged beside it
+    from edgekd.core.budget import budget_checks
+
+    row = {"status": "ok", "fps": 60.0, "latency_p99_ms": 20.0, "peak_mb": 500.0, "e2e_ms": 40.0}
+    assert budget_checks(row, BUDGET) == {"fps": True, "latency_p99_ms": True, "peak_mb": True, "e2e_ms": False}
+    assert verdict(row, BUDGET)[0] == "meets"
+    assert budget_checks({**row, "e2e_ms": None}, BUDGET)["e2e_ms"] is None
+
+
 def test_verdict_needs_a_measured_row_and_a_budget():
     assert verdict({"status": "failed"}, BUDGET) == (None, None)
     assert verdict({"status": "ok", "fps": 60.0, "latency_p99_ms": 1.0, "peak_mb": 1.0}, None)[0] == "unknown"

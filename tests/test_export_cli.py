@@ -38,3 +38,22 @@ def test_cli_errors_are_one_line_with_exit_code_2(tiny_ckpt, tmp_path, capsys, a
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("edgekd export: error:")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_backend_export_flags_come_from_the_backends_declarations():
+    # the CLI builds one flag per option a backend declares (Backend.export_options), typed as declared
+    import argparse
+
+    from edgekd.backends.registry import get_backend, list_backends
+    from edgekd.cli import export as cli_export
+
+    p = argparse.ArgumentParser()
+    cli_export.add_arguments(p)
+    flags = {a.dest for a in p._actions}
+    for name in list_backends():
+        for key in get_backend(name).export_options:
+            assert key in flags, (name, key)
+    args = p.parse_args(["ckpt", "--backend", "tensorrt,coreml", "--out", "o", "--trt-workspace-mb", "512",
+                         "--coreml-bake-normalization", "--litert-int8", "dynamic_range"])
+    assert cli_export._options(args) == {"trt_workspace_mb": 512, "coreml_bake_normalization": True,
+                                         "litert_int8": "dynamic_range"}

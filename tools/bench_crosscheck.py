@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgekd.bench.hostinfo import load_average  # noqa: E402
+from edgekd.core.host import load_average  # noqa: E402
 from edgekd.bench.process import LocalTarget  # noqa: E402
 
 BACKENDS = ("openvino", "onnxruntime")

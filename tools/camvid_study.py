@@ -40,7 +40,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from edgekd.checkpoint import read_meta, sha256_file  # noqa: E402
-from edgekd.cli._common import parse_size  # noqa: E402
+from edgekd.input_sizes import parse_hw as parse_size  # noqa: E402
 from edgekd.training.distill import DistillConfig, distill  # noqa: E402
 
 # One KD method = the loss terms added to cross-entropy (weights after the papers' defaults).

@@ -7,7 +7,7 @@
 Students come from ``--checkpoints DIR/<name>.safetensors`` when present, else they are
 randomly initialised (seed 0) and the table says so. Latency: batch 1 at the export size, the
 same thread count for every runtime, warm-up until stable, then interleaved rounds of timed
-loops (``edgekd.bench.timing``); the figure is the median over all rounds. The OpenVINO
+loops (``edgekd.core.timing``); the figure is the median over all rounds. The OpenVINO
 precision actually used is read back from the compiled model, never assumed.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def student_checkpoint(name: str, checkpoints: Path | None, out: Path, size: tup
 
 def time_runs(folders: dict[str, Path], x: np.ndarray, threads: int, rounds: int, seconds: float) -> dict[str, dict]:
     """Median latency per run, interleaved across ``rounds`` so machine drift hits all runs alike."""
-    from edgekd.bench.timing import LoopPolicy, WarmupPolicy, summarize, timed_loop, warm_up
+    from edgekd.core.timing import LoopPolicy, WarmupPolicy, summarize, timed_loop, warm_up
     from edgekd.export import load_artifact
 
     sessions, results = {}, {}

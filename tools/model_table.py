@@ -26,15 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgekd.models import create_model, list_models  # noqa: E402
 from edgekd.models.complexity import count_macs, count_params  # noqa: E402
+from edgekd.errors import EdgekdError  # noqa: E402
+from edgekd.input_sizes import parse_hw  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` → (H, W)."""
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size {text!r} must be HxW, e.g. 360x480") from None
-    return h, w
+        return parse_hw(text)
+    except EdgekdError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def time_forward(model: torch.nn.Module, size: tuple[int, int], warmup: int, iters: int) -> list[float]:

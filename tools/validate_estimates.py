@@ -82,8 +82,8 @@ def gemm_probe() -> float:
 
 
 def measure(runtime: str, path: Path, seconds: float) -> dict:
-    from edgekd.bench.hostinfo import load_average
-    from edgekd.bench.timing import LoopPolicy, WarmupPolicy, summarize, timed_loop, warm_up
+    from edgekd.core.host import load_average
+    from edgekd.core.timing import LoopPolicy, WarmupPolicy, summarize, timed_loop, warm_up
 
     session = open_session(runtime, path)
     x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
@@ -163,7 +163,7 @@ def fit(data: dict, models: list[str], kind: str) -> dict:
 
 
 def write_calibration(result: dict, data: dict) -> Path:
-    from edgekd.bench.hostinfo import cpu_model
+    from edgekd.core.host import cpu_model
 
     probes = [r["gemm_gflops"] for e in data.values() for runs in e["rounds"].values() for r in runs]
     entries = {}

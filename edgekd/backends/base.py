@@ -11,20 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-
+from edgekd.core.manifest import MANIFEST_NAME, manifest_or_empty  # noqa: F401  (MANIFEST_NAME re-exported)
 from edgekd.errors import EdgekdError
 
 if TYPE_CHECKING:
+    import numpy as np
     from edgekd.backends.prepost import FrameContract
 
-MANIFEST_NAME = "manifest.json"
 
 
 def artifact_manifest(artifact_dir: Path) -> dict[str, Any]:
     """The artifact's manifest.json as a dict ({} when there is none, e.g. hand-made folders)."""
-    path = Path(artifact_dir) / MANIFEST_NAME
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return manifest_or_empty(artifact_dir)
 
 
 class BackendUnavailable(EdgekdError):
@@ -100,7 +98,27 @@ class Backend(ABC):
     #: Options ``load(..., **runtime_options)`` accepts, with a one-line meaning each.
     runtime_options: dict[str, str] = {}
     #: Export options (``ExportRequest.options``) this backend reads, with a one-line meaning each.
+    #: ``edgekd export`` turns each into a flag (``coreml_weights`` → ``--coreml-weights``) in a group
+    #: titled ``export_group``, except the pipeline-wide ones it declares itself (``max_accuracy_drop``).
     export_options: dict[str, str] = {}
+    #: The value type of an export option when it is not a string: ``int``, or ``bool`` for a switch.
+    export_option_types: dict[str, type] = {}
+    #: Title of this backend's group of export flags in ``edgekd export --help``.
+    export_group: str = ""
+    #: Pre-flight checks ``edgekd doctor`` runs for this backend, by name (the doctor implements
+    #: them: ``edgekd.doctor.BACKEND_CHECKS``): "tensorrt-ops", "coreml-ops", "openvino-compile",
+    #: "onnxruntime-session" on the ONNX graph, "mobile-artifact" on an exported artifact.
+    doctor_checks: tuple[str, ...] = ()
+    #: Whether the doctor checks an ONNX graph for it at all (False for eager PyTorch).
+    doctor_graph: bool = True
+    #: Python module the graph checks need installed here (they are skipped, with a note, without it).
+    doctor_needs: str | None = None
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        """The device profile's ``runtime:`` block (``edgekd.profiles.RuntimeOptions``) as this backend's
+        ``load()`` options. Each backend maps the fields it understands; an option it does not declare
+        is never passed (``load`` refuses unknown options rather than ignoring them)."""
+        return {}
 
     @abstractmethod
     def is_available(self) -> tuple[bool, str]:

@@ -1,6 +1,6 @@
 """Core ML: an ML Program (iOS 16+) converted from ``torch.export``, FP16 or FP32 compute.
 
-``torch.jit.trace`` → coremltools 9.0 fails with torch 2.13 (FACTS.md), ``torch.export`` works.
+``torch.jit.trace`` → coremltools 9.0 fails with torch 2.13 (docs/export.md, Core ML), ``torch.export`` works.
 Optionally the normalisation is baked into the graph so the app feeds camera pixels (an RGB
 image input) directly; optionally weights are 8-bit linear quantised or palettised. Packages
 load on Linux for a spec check; predictions need macOS, so parity runs only there.
@@ -115,6 +115,7 @@ def spec_check(path: Path) -> dict[str, Any]:
 
 class CoreMLBackend(Backend):
     name = "coreml"
+    doctor_checks = ("coreml-ops",)
     precisions = ("fp32", "fp16")
     pip_extra = "coreml"
     runtime_options = {"compute_units": f"{', '.join(COMPUTE_UNITS)} (default: the one recorded at export)"}
@@ -124,6 +125,11 @@ class CoreMLBackend(Backend):
         "coreml_weights": f"{', '.join(WEIGHT_MODES)} (default none)",
         "coreml_target": f"minimum deployment target: {', '.join(TARGETS)} (default iOS16)",
     }
+    export_option_types = {"coreml_bake_normalization": bool}
+    export_group = "Core ML"
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        return {} if runtime.coreml_compute_units is None else {"compute_units": runtime.coreml_compute_units}
 
     def is_available(self) -> tuple[bool, str]:
         try:

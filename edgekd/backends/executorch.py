@@ -155,10 +155,15 @@ def lower(model: Any, example: tuple[Any, ...], delegate: str) -> tuple[bytes, d
 
 class ExecuTorchBackend(Backend):
     name = "executorch"
+    doctor_checks = ("mobile-artifact",)
     precisions = ("fp32", "int8")
     pip_extra = "executorch"
     runtime_options = {"threads": "XNNPACK threadpool size (executorch's process-wide pool; default: its own choice)"}
     export_options = {"executorch_delegate": f"{' | '.join(DELEGATES)} (default xnnpack; the others are recipes for their target)"}
+    export_group = "ExecuTorch (Android; XNNPACK on the CPU)"
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        return {} if runtime.threads is None else {"threads": runtime.threads}
 
     def is_available(self) -> tuple[bool, str]:
         try:

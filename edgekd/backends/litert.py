@@ -205,6 +205,7 @@ def _input_name(path: Path) -> str:
 
 class LiteRTBackend(Backend):
     name = "litert"
+    doctor_checks = ("mobile-artifact",)
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "litert"
     runtime_options = {
@@ -212,6 +213,10 @@ class LiteRTBackend(Backend):
         "xnnpack": "apply the default XNNPACK delegate (default true; false = LiteRT's built-in kernels only)",
     }
     export_options = {"litert_int8": f"{' | '.join(INT8_MODES)} (default full_integer: int8 activations calibrated on real images)"}
+    export_group = "LiteRT (Android; XNNPACK on the CPU)"
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        return {} if runtime.threads is None else {"threads": runtime.threads}
 
     def is_available(self) -> tuple[bool, str]:
         try:

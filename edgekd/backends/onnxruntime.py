@@ -109,6 +109,8 @@ def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: s
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    doctor_checks = ("onnxruntime-session",)
+    doctor_needs = "onnxruntime"
     precisions = ("fp32", "int8")
     pip_extra = "onnxruntime"
     needs_onnx = True
@@ -120,6 +122,10 @@ class OnnxRuntimeBackend(Backend):
     }
     export_options = {"calib_method": "auto (default: best of minmax, percentile, entropy on the validation images) | minmax | percentile | entropy",
                       "max_accuracy_drop": "INT8 accuracy gate: max mIoU drop in points vs FP32 (default 1% of FP32; 'off')"}
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        opts = {} if runtime.threads is None else {"threads": runtime.threads}
+        return {**opts, "denormal_as_zero": True} if runtime.denormals_as_zero else opts
 
     def is_available(self) -> tuple[bool, str]:
         try:

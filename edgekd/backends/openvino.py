@@ -148,6 +148,8 @@ def gate(fp32_model: Any, int8_model: Any, request: ExportRequest, quant: dict[s
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    doctor_checks = ("openvino-compile",)
+    doctor_needs = "openvino"
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "openvino"
     needs_onnx = True
@@ -161,6 +163,16 @@ class OpenVinoBackend(Backend):
     }
     export_options = {"max_accuracy_drop": "INT8 accuracy gate (nncf.quantize_with_accuracy_control): max mIoU drop in points "
                                            "(default 1% of FP32 when labelled images are given; 'off' = plain nncf.quantize)"}
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        opts: dict[str, Any] = {} if runtime.threads is None else {"threads": runtime.threads}
+        if runtime.openvino_hint is not None:
+            opts["performance_hint"] = runtime.openvino_hint.upper()
+        if runtime.openvino_inference_precision is not None:
+            opts["precision_hint"] = runtime.openvino_inference_precision
+        if runtime.denormals_as_zero:
+            opts["denormals_optimization"] = True
+        return opts
 
     def is_available(self) -> tuple[bool, str]:
         try:

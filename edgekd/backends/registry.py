@@ -1,16 +1,16 @@
 """Backend registry: names map to the module and class that implement them.
 
-Lookups are loud (STYLE.md): an unknown name raises with the valid names and the nearest match.
+Lookups are loud (docs/design.md): an unknown name raises with the valid names and the nearest match.
 Modules are imported on first use only, and they import their runtime lazily too, so importing
 this registry never pulls in OpenVINO, coremltools or TensorRT.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 
 from edgekd.backends.base import Backend
 from edgekd.errors import EdgekdError
+from edgekd.core.suggest import did_you_mean
 
 _BACKENDS: dict[str, str] = {
     "torch": "edgekd.backends.torch:TorchBackend",
@@ -35,8 +35,7 @@ def list_backends() -> list[str]:
 
 def nearest(name: str, valid: list[str]) -> str:
     """`` (did you mean X?)`` for the closest valid name, or an empty string."""
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    return did_you_mean(name, valid, template=" (did you mean {!r}?)", cutoff=0.5)
 
 
 def get_backend(name: str) -> Backend:

@@ -159,6 +159,7 @@ def build_engine_from_recipe(artifact_dir: Path, cache_dir: Path = DEFAULT_CACHE
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    doctor_checks = ("tensorrt-ops",)
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "tensorrt"
     needs_onnx = True
@@ -171,6 +172,14 @@ class TensorRTBackend(Backend):
         "trt_int8": f"INT8 source: {', '.join(INT8_SOURCES)} (default calibrator: IInt8EntropyCalibrator2)",
         "trt_max_batch": "max batch of the optimisation profile with --dynamic-batch (default 8)",
     }
+    export_option_types = {"trt_workspace_mb": int, "trt_dla_core": int, "trt_max_batch": int}
+    export_group = "TensorRT (engine built on the target from recipe.json)"
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        # workspace and DLA core go to load(), which builds the engine on the target with them
+        # in place of the export-time recipe's
+        return {k: v for k, v in (("workspace_mb", runtime.tensorrt_workspace_mb), ("dla_core", runtime.tensorrt_dla_core))
+                if v is not None}
 
     def is_available(self) -> tuple[bool, str]:
         try:

@@ -17,12 +17,17 @@ MODEL_FILE = "model.safetensors"
 
 class TorchBackend(Backend):
     name = "torch"
+    doctor_graph = False  # eager: no graph to check
     precisions = ("fp32",)
     pip_extra = ""
     runtime_options = {
         "threads": "torch.set_num_threads (process-wide; default: torch's choice)",
         "flush_denormal": "torch.set_flush_denormal(True) while running (process-wide)",
     }
+
+    def options_from_profile(self, runtime: Any) -> dict[str, Any]:
+        opts = {} if runtime.threads is None else {"threads": runtime.threads}
+        return {**opts, "flush_denormal": True} if runtime.denormals_as_zero else opts
 
     def is_available(self) -> tuple[bool, str]:
         return True, ""

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bench import hostinfo, memory, thermal, timing
+from edgekd.bench import memory, thermal
+from edgekd.core import host, timing
+from edgekd.core import manifest as core_manifest
 from edgekd.bench.e2e import FramePipeline, FusedFramePipeline, camera_paced, fused_contract, measure_e2e, synthetic_frame
 from edgekd.bench.finite import check_finite
 from edgekd.bench.power import EnergyMeter, make_energy_meter
@@ -28,16 +30,10 @@ def stage(name: str) -> None:
 
 
 def read_manifest(artifact_dir: Path) -> dict[str, Any]:
-    """The artifact's manifest, read with ``json`` rather than ``edgekd.export.read_manifest``: importing
-    ``edgekd.export`` pulls in PyTorch (~200 MB RSS) that a deployed runtime does not carry."""
-    path = Path(artifact_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{artifact_dir} has no manifest.json; is it an artifact folder made by `edgekd export`?")
-    manifest = json.loads(path.read_text())
-    missing = [k for k in ("backend", "precision", "input_shape", "normalization") if k not in manifest]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}; re-export the artifact")
-    return manifest
+    """The artifact's manifest through ``edgekd.core.manifest`` (standard library only) rather than
+    ``edgekd.export.read_manifest``: importing ``edgekd.export`` pulls in PyTorch (~200 MB RSS) that a
+    deployed runtime does not carry."""
+    return core_manifest.read_manifest(artifact_dir)
 
 
 def load_session(artifact_dir: Path, backend_name: str, options: dict[str, Any]):
@@ -73,7 +69,7 @@ def input_hw(manifest: dict[str, Any], fallback: list[int] | None) -> tuple[tupl
 def model_mb(artifact_dir: Path, manifest: dict[str, Any]) -> float:
     if isinstance(manifest.get("size_bytes"), int):
         return manifest["size_bytes"] / 2**20
-    return memory.file_size_mb([p for p in artifact_dir.iterdir() if p.name != "manifest.json"])
+    return memory.file_size_mb([p for p in artifact_dir.iterdir() if p.name != core_manifest.MANIFEST_NAME])
 
 
 def _describe(session: Any, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -260,15 +256,15 @@ def _frames(pipeline: FramePipeline, frame: np.ndarray, spec: dict[str, Any], ou
 
 def _timed(step, session: Any, spec: dict[str, Any], out: dict[str, Any], meter: EnergyMeter) -> None:
     stage("timed")
-    load_start, cpu_start = hostinfo.load_average(), hostinfo.cpu_times()
+    load_start, cpu_start = host.load_average(), host.cpu_times()
     meter.begin()
     samples, stopped_by = timing.timed_loop(step, session.sync, timing.LoopPolicy(**spec.get("timing", {})))
     out["energy"] = meter.end(len(samples))
-    cpu = hostinfo.other_cpu_load(cpu_start, hostinfo.cpu_times())
+    cpu = host.other_cpu_load(cpu_start, host.cpu_times())
     stats = timing.summarize(samples)
     out.update(iterations=stats.n, timed_s=float(samples.sum() / 1e9), stopped_by=stopped_by,
                latency_ms={k: v for k, v in stats.to_dict().items() if k != "fps"}, fps_sync=stats.fps)
-    out["noise"] = timing.noise_block(stats, hostinfo.os.cpu_count(), load_start, hostinfo.load_average(), cpu, stopped_by)
+    out["noise"] = timing.noise_block(stats, host.os.cpu_count(), load_start, host.load_average(), cpu, stopped_by)
     out["timed_region"] = ("session.bind(x) step: one inference on the input buffer the pre-processing fills, "
                            "output read in place (no per-call input tensor, copy or output allocation), sync included")
     if out.get("io_contract"):

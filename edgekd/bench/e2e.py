@@ -2,7 +2,7 @@
 
 An AR app does not feed a model a ready tensor: it gets a camera frame (e.g. 1280×720 RGB),
 resizes and normalises it, runs the model, takes the class map back to camera size and draws
-it. FACTS.md measured those steps at ~12 ms of a 54 ms CGNet frame on this CPU, so they are
+it. docs/bench.md reports those steps at ~12 ms of a 54 ms CGNet frame on this CPU, so they are
 timed per stage here, with every buffer allocated once (OpenCV ``dst=`` and numpy ``out=``).
 The camera-paced run then offers frames at the profile's FPS and counts the deadlines missed.
 """
@@ -212,7 +212,7 @@ def measure_e2e(pipeline: FramePipeline | FusedFramePipeline, frame: np.ndarray,
     ms = per_frame[:n] / 1e6
     total = ms.sum(axis=1)
     infer = stages.index("inference")
-    from edgekd.bench.timing import quantile_ci
+    from edgekd.core.timing import quantile_ci
 
     return {
         "camera_hw": list(pipeline.camera_hw), "input_hw": list(pipeline.input_hw), "frames": n,

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekd.core.manifest import MANIFEST_NAME, input_hw, parse_manifest
 from edgekd.errors import EdgekdError
 from edgekd.profiles import DeviceProfile
 
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_NAME
 _MACS_CACHE: dict[str, dict[str, Any]] = {}
 
 
@@ -86,13 +87,7 @@ def discover_artifacts(paths: list[str | Path]) -> list[Path]:
 def read_cell(artifact_dir: Path, profile: DeviceProfile) -> Cell:
     path = artifact_dir / MANIFEST
     raw = path.read_bytes()
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise EdgekdError(f"{path} is not valid JSON ({err}); re-export the artifact") from err
-    missing = [k for k in ("backend", "precision", "input_shape", "normalization") if k not in manifest]
-    if missing:
-        raise EdgekdError(f"{path} lacks {missing}; it is not an edgekd artifact manifest — re-export it")
+    manifest = parse_manifest(path, raw)
     shape = manifest["input_shape"]
     h, w = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else profile.input_size
     return Cell(artifact_dir, manifest["backend"], manifest["precision"], (int(h), int(w)),
@@ -161,8 +156,8 @@ def select_sizes(artifact_dirs: list[Path], sizes: list[tuple[int, int]]) -> lis
     found: dict[Path, Any] = {}
     for d in artifact_dirs:
         try:
-            found[d] = _shape_hw(json.loads((d / MANIFEST).read_text()))
-        except (OSError, json.JSONDecodeError) as err:
+            found[d] = input_hw(parse_manifest(d / MANIFEST, (d / MANIFEST).read_bytes(), required=()))
+        except OSError as err:
             raise EdgekdError(f"{d / MANIFEST} cannot be read ({err}); re-export the artifact") from err
     have = sorted({hw for hw in found.values() if all(isinstance(v, int) for v in hw)})
     missing = [s for s in sizes if s not in have]
@@ -171,11 +166,6 @@ def select_sizes(artifact_dirs: list[Path], sizes: list[tuple[int, int]]) -> lis
                           f"{', '.join(f'{h}x{w}' for h, w in have) or 'dynamic sizes only'} (export more with "
                           "`edgekd export ... --input-size HxW[,HxW...]`)")
     return [d for d, hw in found.items() if hw in sizes]
-
-
-def _shape_hw(manifest: dict[str, Any]) -> tuple[Any, Any]:
-    shape = manifest.get("input_shape") or [None] * 4
-    return tuple(shape[2:4]) if len(shape) == 4 else (None, None)
 
 
 def find_reference(cell: Cell, cells: list[Cell]) -> Path | None:
@@ -192,6 +182,6 @@ def find_reference(cell: Cell, cells: list[Cell]) -> Path | None:
         except (OSError, json.JSONDecodeError):
             continue
         if (m.get("backend") == "torch" and m.get("precision") == "fp32"
-                and (m.get("source") or {}).get("sha256") == cell.checkpoint_sha256 and _shape_hw(m) == cell.input_size):
+                and (m.get("source") or {}).get("sha256") == cell.checkpoint_sha256 and input_hw(m) == cell.input_size):
             return sibling.parent
     return None

@@ -18,7 +18,7 @@ import traceback
 from typing import Any
 
 from edgekd.backends.base import BackendUnavailable
-from edgekd.bench.hostinfo import host_facts, load_average
+from edgekd.core.host import host_facts, load_average
 from edgekd.results.schema import clean_json
 
 RESULT_MARKER = "EDGEKD_RESULT "

@@ -2,21 +2,13 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from contextlib import contextmanager
 
 from edgekd.errors import EdgekdError
+from edgekd.input_sizes import parse_hw
 
-_SIZE = re.compile(r"^(\d+)[xX](\d+)$")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'360x480' → (360, 480): height × width, both positive."""
-    m = _SIZE.match(text.strip())
-    if not m or int(m[1]) <= 0 or int(m[2]) <= 0:
-        raise EdgekdError(f"size {text!r} is not HxW with positive integers, e.g. 360x480")
-    return int(m[1]), int(m[2])
+parse_size = parse_hw  # 'HxW' → (H, W): the one parser, edgekd.input_sizes
 
 
 def size_arg(text: str) -> tuple[int, int]:

@@ -49,32 +49,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-accuracy-drop", default=None, metavar="POINTS|off",
                    help="INT8 accuracy gate: max mIoU drop in points vs FP32 on the parity images (default 1%% of the FP32 mIoU; "
                         "'off' = plain PTQ); no configuration meeting it → error, no artifact")
-    g = p.add_argument_group("Core ML")
-    g.add_argument("--coreml-bake-normalization", action="store_true", help="image input (RGB 0..255); normalisation inside the model")
-    g.add_argument("--coreml-compute-units", default=None, help="ALL | CPU_ONLY | CPU_AND_GPU | CPU_AND_NE (default ALL)")
-    g.add_argument("--coreml-weights", default=None, help="none | linear8 | palettize4 | palettize6 | palettize8")
-    g.add_argument("--coreml-target", default=None, help="minimum deployment target (default iOS16)")
-    g = p.add_argument_group("TensorRT (engine built on the target from recipe.json)")
-    g.add_argument("--trt-workspace-mb", type=int, default=None, help="builder workspace limit in MiB (default 1024)")
-    g.add_argument("--trt-dla-core", type=int, default=None, help="DLA core on Jetson (fp16/int8)")
-    g.add_argument("--trt-int8", default=None, help="calibrator (IInt8EntropyCalibrator2, default) | qdq (QDQ ONNX)")
-    g.add_argument("--trt-max-batch", type=int, default=None, help="profile max batch with --dynamic-batch (default 8)")
-    g = p.add_argument_group("LiteRT / ExecuTorch (Android; XNNPACK on the CPU)")
-    g.add_argument("--litert-int8", default=None, help="full_integer (default: int8 activations calibrated on real images) | dynamic_range")
-    g.add_argument("--executorch-delegate", default=None,
-                   help="xnnpack (default, runs here) | coreml | vulkan | qnn (recipes: lowered for, and run on, their target)")
+    _add_backend_flags(p)
+
+
+# export options the pipeline reads for several backends: declared once above, not per backend
+_PIPELINE_OPTIONS = ("max_accuracy_drop", "calib_method")
+
+
+def _backend_flags() -> list[tuple[str, list[tuple[str, str, type]]]]:
+    """(group title, [(option, help, type)]) per backend, from what each backend declares."""
+    from edgekd.backends.registry import get_backend, list_backends
+
+    groups = []
+    for name in list_backends():
+        backend = get_backend(name)
+        own = [(key, text, backend.export_option_types.get(key, str))
+               for key, text in backend.export_options.items() if key not in _PIPELINE_OPTIONS]
+        if own:
+            groups.append((backend.export_group or name, own))
+    return groups
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per backend export option (``coreml_weights`` → ``--coreml-weights``), grouped by backend."""
+    for title, options in _backend_flags():
+        g = p.add_argument_group(title)
+        for key, text, kind in options:
+            flag, text = "--" + key.replace("_", "-"), text.replace("%", "%%")
+            if kind is bool:
+                g.add_argument(flag, action="store_true", default=None, help=text)
+            else:
+                g.add_argument(flag, type=kind, default=None, help=text)
 
 
 def _options(args: argparse.Namespace) -> dict:
     """Only the options the user set, so an option no chosen backend reads can be refused."""
-    options = {
-        "max_accuracy_drop": args.max_accuracy_drop, "coreml_bake_normalization": args.coreml_bake_normalization or None,
-        "coreml_compute_units": args.coreml_compute_units, "coreml_weights": args.coreml_weights,
-        "coreml_target": args.coreml_target, "trt_workspace_mb": args.trt_workspace_mb, "trt_dla_core": args.trt_dla_core,
-        "trt_int8": args.trt_int8, "trt_max_batch": args.trt_max_batch, "opset": args.opset,
-        "onnx_simplify": False if args.no_simplify else None,
-        "litert_int8": args.litert_int8, "executorch_delegate": args.executorch_delegate,
-    }
+    options = {"max_accuracy_drop": args.max_accuracy_drop, "opset": args.opset,
+               "onnx_simplify": False if args.no_simplify else None}
+    options.update({key: getattr(args, key, None) for _, group in _backend_flags() for key, _, _ in group})
     return {k: v for k, v in options.items() if v is not None}
 
 

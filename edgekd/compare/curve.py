@@ -8,13 +8,13 @@ than the best of them: below; faster than every point and more accurate than all
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from edgekd.errors import EdgekdError
+from edgekd.core.suggest import did_you_mean
 
 GROUP = ["device", "backend", "precision"]
 
@@ -34,8 +34,7 @@ def resolve_reference(df: pd.DataFrame, model: str) -> str:
         return by_arch[0]
     if len(by_arch) > 1:
         raise EdgekdError(f"--reference-curve {model!r} is the arch of several candidates ({', '.join(by_arch)}); name one")
-    near = difflib.get_close_matches(model, names, n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    hint = did_you_mean(model, names, template=" (did you mean {!r}?)")
     raise EdgekdError(f"--reference-curve {model!r} is not a candidate{hint}; candidates: {', '.join(names) or 'none'}")
 
 

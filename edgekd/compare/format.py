@@ -6,7 +6,6 @@ its deltas in percentage points). A missing figure is shown as "—", never as 0
 """
 from __future__ import annotations
 
-import difflib
 import html
 import json
 import math
@@ -16,6 +15,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from edgekd.errors import EdgekdError
+from edgekd.core.suggest import did_you_mean
 
 DASH = "—"
 
@@ -84,8 +84,7 @@ CSV_DROP = ("sustained_fps",)  # a list per row: JSON keeps it, a CSV cell canno
 def sort_ascending(column: str) -> bool:
     """Sort direction for ``--sort COLUMN``; an unknown column raises with the valid names."""
     if column not in BY_KEY:
-        near = difflib.get_close_matches(column, BY_KEY, n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
+        hint = did_you_mean(column, BY_KEY)
         raise EdgekdError(f"--sort {column!r} is not a column.{hint} Columns: {', '.join(BY_KEY)}")
     return BY_KEY[column].higher_is_better is False or BY_KEY[column].higher_is_better is None
 
@@ -246,7 +245,7 @@ def render(df: pd.DataFrame, fmt: str) -> str:
                 parts.append(f"### {heading}\n\n{to_markdown(part)}")
         return "\n".join(parts)
     if fmt == "html":
-        from edgekd.report.html import table_page
+        from edgekd.compare.page import table_page
 
         return table_page(df)
     raise EdgekdError(f"--format {fmt!r} is not one of table, md, csv, json, html")

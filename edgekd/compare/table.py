@@ -1,14 +1,12 @@
 """The comparison table: one row per candidate × backend × precision, deltas, and the budget verdict.
 
-The verdict checks the three real-time constraints of a device profile against figures the
-bench measured: synchronous FPS (the AR figure, 1000 / mean latency) against ``target_fps``,
-p99 latency against ``latency_budget_ms`` (the tail is what drops frames), and the process's peak
-memory against ``memory_budget_mb``. A figure that was not measured makes the verdict
-``unknown`` rather than ``meets``: a candidate is never declared fit on missing evidence.
+The verdict is ``edgekd.core.budget.check_budget``, the same check the bench writes into each
+record's ``budget`` block: FPS, p99 latency and peak memory against the device's real-time budget,
+and the end-to-end frame time against the frame interval when it was measured. A required figure
+that was not measured makes the verdict ``unknown`` rather than ``meets``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
@@ -16,51 +14,7 @@ import pandas as pd
 from edgekd.errors import EdgekdError
 from edgekd.compare.load import ESTIMATE, MEASUREMENT, NUMERIC_COLUMNS, flatten, latest_rows, load_records
 
-MEETS, MISSES, UNKNOWN = "meets", "misses", "unknown"
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A device's real-time budget for the segmentation share of a frame."""
-
-    target_fps: float
-    latency_budget_ms: float
-    memory_budget_mb: float
-
-    @classmethod
-    def from_mapping(cls, block: Mapping[str, Any]) -> "Budget":
-        return cls(float(block["target_fps"]), float(block["latency_budget_ms"]), float(block["memory_budget_mb"]))
-
-    @classmethod
-    def from_profile(cls, profile: Any) -> "Budget":
-        rt = profile.real_time
-        return cls(rt.target_fps, rt.latency_budget_ms, rt.memory_budget_mb)
-
-    def describe(self) -> str:
-        return f"≥ {self.target_fps:g} FPS, p99 ≤ {self.latency_budget_ms:g} ms, peak memory ≤ {self.memory_budget_mb:g} MB"
-
-    def as_dict(self) -> dict[str, float]:
-        return {"target_fps": self.target_fps, "latency_budget_ms": self.latency_budget_ms,
-                "memory_budget_mb": self.memory_budget_mb}
-
-
-def check_budget(row: Mapping[str, Any], budget: Budget) -> tuple[list[str], list[str]]:
-    """(constraints missed, figures missing) for one measured row, each as a short phrase."""
-    misses, missing = [], []
-    checks = (
-        ("fps", "FPS", lambda v: v < budget.target_fps, lambda v: f"fps {v:.1f} < {budget.target_fps:g}"),
-        ("latency_p99_ms", "p99 latency", lambda v: v > budget.latency_budget_ms,
-         lambda v: f"p99 {v:.1f} ms > {budget.latency_budget_ms:g} ms"),
-        ("peak_mb", "peak memory", lambda v: v > budget.memory_budget_mb,
-         lambda v: f"memory {v:.0f} MB > {budget.memory_budget_mb:g} MB"),
-    )
-    for key, label, fails, phrase in checks:
-        value = row.get(key)
-        if value is None or pd.isna(value):
-            missing.append(f"no {label}")
-        elif fails(value):
-            misses.append(phrase(value))
-    return misses, missing
+from edgekd.core.budget import MEETS, MISSES, UNKNOWN, Budget, check_budget  # noqa: F401  (re-exported)
 
 
 def verdict(row: Mapping[str, Any], budget: Budget | None) -> tuple[str | None, str | None]:

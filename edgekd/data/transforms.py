@@ -14,7 +14,6 @@ reproducible once ``torch.manual_seed`` is set, so workers never repeat each oth
 from __future__ import annotations
 
 import os
-import re
 from typing import Protocol, Sequence
 
 import cv2
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from edgekd.errors import EdgekdError
+from edgekd.input_sizes import parse_hw
 
 MASK_INTERPOLATION = cv2.INTER_NEAREST_EXACT  # pixel-centre aligned, like the image's bilinear
 IMAGE_INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
@@ -41,15 +41,7 @@ def as_hw(size: int | Sequence[int], what: str = "size") -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-_HW = re.compile(r"([0-9]+)[xX]([0-9]+)")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"240x320"`` -> ``(240, 320)`` (height first); anything else is refused with an example."""
-    match = _HW.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
-        raise EdgekdError(f"size {text!r} is not HxW: give height and width as positive integers joined by 'x', e.g. 240x320")
-    return int(match.group(1)), int(match.group(2))
+parse_size = parse_hw  # the one HxW parser (edgekd.input_sizes); the name stays for callers
 
 
 def _resize_pair(image: np.ndarray, mask: np.ndarray, hw: tuple[int, int], interpolation: int) -> tuple[np.ndarray, np.ndarray]:

@@ -142,13 +142,12 @@ def _backends_to_check(profile: Any, only: str | None) -> tuple[list[str], list[
     """(backends to check, backends skipped because their runtime is not installed here)."""
     from edgekd.backends.registry import get_backend
 
-    wanted = [b for b in ([only] if only else list(profile.accepted_backends)) if b != "torch"]  # eager: no graph
+    wanted = [b for b in ([only] if only else list(profile.accepted_backends)) if get_backend(b).doctor_graph]
     if profile.connection.type == "local" and only is None:  # this machine: only what can run here
         wanted = [b for b in wanted if get_backend(b).is_available()[0]]
-    runtime_needed = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
     checked, skipped = [], []
     for b in wanted:
-        module = runtime_needed.get(b)
+        module = get_backend(b).doctor_needs
         if module is not None and not _importable(module):
             skipped.append(b)
         else:
@@ -162,10 +161,27 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _graph_check(name: str, model: Any, onnx_path: Path, profile: Any) -> list[Finding]:
+    """One of the named pre-flight checks a backend declares (``Backend.doctor_checks``) on an ONNX graph."""
+    from edgekd.doctor import graph
+    from edgekd.doctor.graph_runtime import check_onnxruntime, check_openvino
+
+    if name == "tensorrt-ops":
+        return graph.check_tensorrt(model, profile.name)
+    if name == "coreml-ops":
+        return graph.check_coreml(model, profile.name)
+    if name == "openvino-compile":
+        return check_openvino(onnx_path, profile.name, local=profile.connection.type == "local", threads=profile.runtime.threads)
+    if name == "onnxruntime-session":
+        return check_onnxruntime(onnx_path, profile.name)
+    return []  # artifact-level checks ("mobile-artifact") run in _doctor_artifact
+
+
 def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | None, log: Log) -> list[Finding]:
     """Camera, memory, per-backend graph checks and the OpenVINO default-precision trap for one profile."""
     from edgekd.doctor import graph
-    from edgekd.doctor.graph_runtime import check_onnxruntime, check_openvino
+    from edgekd.backends.registry import get_backend
+    from edgekd.doctor.graph_runtime import check_openvino
     from edgekd.doctor.precision import check_openvino_default
     from edgekd.doctor.shapes import activation_memory, check_camera, check_memory
 
@@ -177,15 +193,8 @@ def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | Non
         for backend in backends:
             log(f"{profile.name}: graph checks for {backend}")
             findings += graph.check_dynamic(model, backend, profile.name) + graph.check_custom_domains(model, backend, profile.name)
-            if backend == "tensorrt":
-                findings += graph.check_tensorrt(model, profile.name)
-            elif backend == "coreml":
-                findings += graph.check_coreml(model, profile.name)
-            elif backend == "openvino":
-                findings += check_openvino(onnx_path, profile.name, local=profile.connection.type == "local",
-                                           threads=profile.runtime.threads)
-            elif backend == "onnxruntime":
-                findings += check_onnxruntime(onnx_path, profile.name)
+            for check in get_backend(backend).doctor_checks:
+                findings += _graph_check(check, model, onnx_path, profile)
         findings += [Finding("info", "check-skipped", f"{b} is not installed here: its op-support check was skipped",
                              "unsupported ops would only show on the device", f"pip install 'edgekd[{b}]' and re-run",
                              device=profile.name) for b in skipped]
@@ -199,6 +208,7 @@ def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | Non
 def _doctor_artifact(folder: Path, profiles: list[Any], log: Log) -> DoctorReport:
     from edgekd.doctor.artifact import artifact_facts, artifact_graph, artifact_weights
     from edgekd.doctor.precision import check_artifact_precision
+    from edgekd.backends.registry import get_backend
     from edgekd.doctor.shapes import check_input_matches, check_stride
     from edgekd.export import read_manifest
 
@@ -217,12 +227,12 @@ def _doctor_artifact(folder: Path, profiles: list[Any], log: Log) -> DoctorRepor
                                 f"export for {profile.backend}: edgekd export --backend {profile.backend}", device=profile.name)])
             continue
         report.add(check_input_matches(size, profile))
-        if backend in ("litert", "executorch"):
+        if "mobile-artifact" in get_backend(backend).doctor_checks:
             from edgekd.doctor.mobile import check_artifact
 
             report.add(check_artifact(folder, manifest, profile.name))
         report.add(_device_checks(graph_path, profile, backend, log))
-    if graph_path is None and backend not in ("litert", "executorch"):
+    if graph_path is None and "mobile-artifact" not in get_backend(backend).doctor_checks:
         report.add([Finding("info", "check-skipped", f"no ONNX or OpenVINO graph in this {backend} artifact: graph checks skipped",
                             "op-support problems would only show on the device",
                             "run edgekd doctor on the source checkpoint (manifest source.checkpoint) for the graph checks")])

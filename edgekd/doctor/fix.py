@@ -62,13 +62,13 @@ def parity(before: Any, after: Any, inputs: np.ndarray) -> dict[str, Any]:
 
 def interleaved_medians(before: Callable[[], Any], after: Callable[[], Any], iters: int,
                         max_seconds: float) -> dict[str, Any]:
-    """Warm both up (edgekd.bench.timing), then time them in alternating rounds and take each median.
+    """Warm both up (edgekd.core.timing), then time them in alternating rounds and take each median.
 
-    Alternating rounds share the machine's load drift between the two (FACTS.md: medians on this
+    Alternating rounds share the machine's load drift between the two (docs/doctor.md: medians on this
     shared VM move by up to ±30% between rounds), so the speed-up compares like with like.
     """
-    from edgekd.bench.hostinfo import load_average
-    from edgekd.bench.timing import WarmupPolicy, summarize, warm_up
+    from edgekd.core.host import load_average
+    from edgekd.core.timing import WarmupPolicy, summarize, warm_up
 
     load = load_average()
     policy = WarmupPolicy(window=3, min_iters=1, max_iters=20, max_seconds=max_seconds / 4)
@@ -94,7 +94,7 @@ def interleaved_medians(before: Callable[[], Any], after: Callable[[], Any], ite
 def speed_torch(before: Any, after: Any, x: np.ndarray, threads: int, iters: int, max_seconds: float) -> dict[str, Any]:
     import torch
 
-    from edgekd.doctor.weights import denormals_flushed
+    from edgekd.core.subnormal import denormals_flushed
 
     previous_threads = torch.get_num_threads()
     previous_flush = denormals_flushed()

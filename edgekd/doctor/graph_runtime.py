@@ -111,7 +111,7 @@ def _openvino_reference_kernels(core: Any, model: Any, device: str, threads: int
     """
     import torch
 
-    from edgekd.doctor.weights import denormals_flushed
+    from edgekd.core.subnormal import denormals_flushed
 
     was_flushed = denormals_flushed()
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekd.doctor.findings import Finding
 
-MIN_CALIB_IMAGES = 100  # below this INT8 ranges are noisy (FACTS.md runs used 100 real train images)
+MIN_CALIB_IMAGES = 100  # below this INT8 ranges are noisy (docs/export.md runs used 100 real train images)
 
 
 def openvino_cpu_defaults() -> dict[str, Any] | None:
@@ -75,7 +75,7 @@ def check_int8_calibration(profile: Any, calib: str | Path | None, split: str = 
     if n >= MIN_CALIB_IMAGES:
         return []
     return [Finding("warning", "int8-few-calibration-images", f"only {n} calibration images in {calib} [{split}]",
-                    f"fewer than {MIN_CALIB_IMAGES} images give noisy activation ranges (FACTS.md: ESPNet lost 2.8% of its "
+                    f"fewer than {MIN_CALIB_IMAGES} images give noisy activation ranges (docs/export.md: ESPNet lost 2.8% of its "
                     "FP32 mIoU with 100 images already)", "add real frames from the target camera to the calibration split",
                     device=profile.name, details={"images": n})]
 

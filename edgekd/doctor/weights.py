@@ -1,6 +1,6 @@
 """Weight hygiene: subnormal, NaN and Inf values, counted per tensor, and flushing subnormals.
 
-Why subnormals matter (FACTS.md, "Subnormal weights"): half of the real CGNet checkpoint's
+Why subnormals matter (docs/export.md, "Weight hygiene: subnormal weights"): half of the real CGNet checkpoint's
 weights are subnormal floats (non-zero, below ``torch.finfo(dtype).tiny``). x86 CPUs take a slow
 micro-code path for every arithmetic operation on them unless the runtime sets FTZ/DAZ, which
 made CGNet 20× slower in PyTorch eager and ~9× slower in ONNX Runtime on this machine. Their
@@ -16,6 +16,7 @@ from typing import Mapping
 
 import torch
 
+from edgekd.core.subnormal import FLOAT_DTYPES, denormals_flushed, subnormal_mask  # noqa: F401  (re-exported)
 from edgekd.doctor.findings import Finding
 
 FP16_MAX = 65504.0
@@ -36,36 +37,6 @@ class TensorHealth:
     fp16_underflow: int  # non-zero normal FP32 values that FP16 cannot hold as normals
 
 
-# (integer view dtype, exponent bits, mantissa bits) per float dtype
-_BITS = {
-    torch.float32: (torch.int32, 0x7F800000, 0x007FFFFF),
-    torch.float64: (torch.int64, 0x7FF0000000000000, 0x000FFFFFFFFFFFFF),
-    torch.float16: (torch.int16, 0x7C00, 0x03FF),
-    torch.bfloat16: (torch.int16, 0x7F80, 0x007F),
-}
-
-
-def subnormal_mask(tensor: torch.Tensor) -> torch.Tensor:
-    """True where the value is subnormal: exponent bits all zero, mantissa non-zero.
-
-    Read from the bits, not by comparing values: when the calling thread runs with DAZ
-    (denormals-are-zero, e.g. after ``torch.set_flush_denormal(True)`` or an OpenVINO inference with
-    ``CPU_DENORMALS_OPTIMIZATION``) the CPU treats subnormal operands as 0, so ``x != 0`` misses them.
-    """
-    int_dtype, exponent, mantissa = _BITS[tensor.dtype]
-    bits = tensor.detach().contiguous().view(int_dtype)
-    return ((bits & exponent) == 0) & ((bits & mantissa) != 0)
-
-
-def denormals_flushed() -> bool:
-    """Whether the calling thread runs with DAZ/FTZ on (a subnormal then compares equal to zero).
-
-    ``torch.set_flush_denormal`` returns whether the mode is supported, not the previous mode, so
-    code that changes the mode probes it with this first and restores it afterwards.
-    """
-    return bool((torch.tensor([1e-40], dtype=torch.float32) == 0).item())
-
-
 def tensor_health(name: str, tensor: torch.Tensor) -> TensorHealth:
     t = tensor.detach()
     finite = torch.isfinite(t)
@@ -81,7 +52,7 @@ def tensor_health(name: str, tensor: torch.Tensor) -> TensorHealth:
 
 def weights_health(state_dict: Mapping[str, torch.Tensor]) -> list[TensorHealth]:
     """Health of every floating-point tensor of a state dict (integer buffers are skipped)."""
-    return [tensor_health(k, v) for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.dtype in _BITS]
+    return [tensor_health(k, v) for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.dtype in FLOAT_DTYPES]
 
 
 def _per_tensor(health: list[TensorHealth], attr: str) -> dict[str, int]:
@@ -148,7 +119,7 @@ def flush_subnormals(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, 
     out: dict[str, torch.Tensor] = {}
     flushed = 0
     for name, tensor in state_dict.items():
-        if isinstance(tensor, torch.Tensor) and tensor.dtype in _BITS:
+        if isinstance(tensor, torch.Tensor) and tensor.dtype in FLOAT_DTYPES:
             mask = subnormal_mask(tensor)
             n = int(mask.sum())
             if n:

@@ -1,4 +1,4 @@
-"""``manifest.json``: the self-description of one artifact (DESIGN.md, "Artifact").
+"""``manifest.json``: the self-description of one artifact (docs/export.md, "manifest.json").
 
 Flat top-level keys for what every consumer reads (``backend``, ``precision``,
 ``precision_used``, ``input_shape``, ``normalization``, ``runtime_file``), nested blocks for
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd import __version__
-from edgekd.backends.base import MANIFEST_NAME
+from edgekd.core.manifest import MANIFEST_NAME, manifest_path, parse_manifest
 from edgekd.errors import EdgekdError
 
 FORMAT = "edgekd-artifact"
@@ -35,7 +35,7 @@ def build_manifest(*, source: dict[str, Any], meta: dict[str, Any], output_strid
                    precision: str, input_size: tuple[int, int], dynamic_batch: bool, onnx_info: dict[str, Any] | None,
                    options: dict[str, Any], calibration: dict[str, Any] | None, subnormals_flushed: int | None,
                    fields: dict[str, Any], parity: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Everything DESIGN.md asks for, from the export's pieces and the backend's own fields."""
+    """Every key docs/export.md describes, from the export's pieces and the backend's own fields."""
     fields = dict(fields)
     calibration = _merge_calibration(calibration, fields.pop("calibration", None))
     h, w = input_size
@@ -87,13 +87,10 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict[str, Any]:
     """The artifact's manifest, checked for the keys every consumer relies on."""
-    path = Path(artifact_dir) / MANIFEST_NAME
+    path = manifest_path(artifact_dir)
     if not path.is_file():
         raise EdgekdError(f"{artifact_dir} has no {MANIFEST_NAME}; is it an artifact folder made by `edgekd export`?")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise EdgekdError(f"{path} is not valid JSON ({err}); re-export the artifact") from err
+    manifest = parse_manifest(path, path.read_bytes(), required=())
     missing = [k for k in REQUIRED if k not in manifest]
     if manifest.get("format") != FORMAT or missing:
         raise EdgekdError(f"{path} is not an edgekd artifact manifest (format={manifest.get('format')!r}, missing {missing}); re-export it")

@@ -1,6 +1,6 @@
 """Weight hygiene before export: subnormal (denormal) floats.
 
-Trained checkpoints from other code bases can carry many subnormal weights (FACTS.md: half of
+Trained checkpoints from other code bases can carry many subnormal weights (docs/export.md, "Weight hygiene": half of
 CGNet's). x86 arithmetic on them is ~20× slower in PyTorch and ~9× in ONNX Runtime, and their
 values are below any precision a deployed model can use, so the exported copy zeroes them by
 default (``keep_subnormals`` turns that off) and the manifest records how many were flushed.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from edgekd.core.subnormal import subnormal_mask
 
 
 def count_subnormals(model: nn.Module) -> int:
@@ -46,8 +48,6 @@ def _float_tensors(model: nn.Module) -> list[torch.Tensor]:
 
 
 def _subnormal_mask(tensor: torch.Tensor) -> torch.Tensor:
-    # Read the bits (edgekd.doctor.weights): a float comparison misses subnormals whenever the
+    # Read the bits (edgekd.core.subnormal): a float comparison misses subnormals whenever the
     # thread runs with denormals-are-zero, e.g. after OpenVINO or torch.set_flush_denormal.
-    from edgekd.doctor.weights import subnormal_mask
-
     return subnormal_mask(tensor)

@@ -11,7 +11,6 @@ classes. Feature losses resize the student feature to the teacher's feature size
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -27,6 +26,7 @@ from edgekd.losses.response import DISTLoss, PixelKDLoss
 from edgekd.losses.spec import LossSpec, parse_specs
 from edgekd.losses.supervised import CrossEntropyLoss, OHEMCrossEntropyLoss
 from edgekd.errors import EdgekdError
+from edgekd.core.suggest import did_you_mean
 
 ModelOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, torch.Tensor] | None]
 
@@ -93,8 +93,7 @@ def loss_options(entry: LossEntry) -> dict[str, Any]:
 
 def get_loss_entry(name: str) -> LossEntry:
     if name not in _LOSSES:
-        near = difflib.get_close_matches(name, list(_LOSSES), n=1, cutoff=0.3)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
+        hint = did_you_mean(name, _LOSSES, cutoff=0.3)
         raise EdgekdError(f"unknown loss {name!r}.{hint} Valid names: {', '.join(sorted(_LOSSES))}")
     return _LOSSES[name]
 

@@ -1,7 +1,6 @@
 """A small, loud model registry (after timm/torchvision): duplicates raise, unknown names suggest."""
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Callable
@@ -9,6 +8,7 @@ from typing import Callable
 from torch import nn
 
 from edgekd.errors import EdgekdError
+from edgekd.core.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,7 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
         return _import_user_builder(name)
     _ensure_zoo_loaded()
     if name not in _REGISTRY:
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        hint = did_you_mean(name, _REGISTRY, template="; did you mean {}?", cutoff=0.4, n=3)
         raise UnknownModelError(
             f"unknown model {name!r}{hint} Known: {', '.join(sorted(_REGISTRY))}; or pass package.module:builder"
         )

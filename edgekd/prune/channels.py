@@ -6,7 +6,7 @@ image (CGNet: ``cat([blocks(x), x, image])``; a CG block's output is ``cat(F_loc
 of one reduced tensor ``y``), so one kept channel of the reduced conv is *two* channels of the
 stream. MetaPruner ranks and removes stream channels one by one, which leaves the two halves of
 the concatenation with different widths (the ``running_mean should contain 35 elements not 83``
-crash of FACTS.md). Here each group's *channel coupling* is measured first — which root channels
+crash described in docs/prune.md). Here each group's *channel coupling* is measured first — which root channels
 fall together when one is removed — and channels are removed in whole coupled sets; a group whose
 coupling is irregular, or whose removal still breaks the forward pass, is left whole and reported.
 """

@@ -1,7 +1,7 @@
 """The environment manifest of each run (host, versions, load, profile hash) as an HTML table.
 
 Speed figures mean little without the machine, its load and the software that produced them
-(FACTS.md: contention moved PyTorch eager from 47 ms to 0.5–1.9 s), so the report shows them for
+(docs/bench.md: contention moved PyTorch eager from 47 ms to 0.5–1.9 s), so the report shows them for
 every run whose rows it contains. Missing facts are shown as "—", not guessed.
 """
 from __future__ import annotations

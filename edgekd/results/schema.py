@@ -1,4 +1,4 @@
-"""The result record: one JSON object per benchmark cell (DESIGN.md, "Result record").
+"""The result record: one JSON object per benchmark cell (docs/bench.md, "Result record").
 
 Every record carries every key below, ``None`` where a figure does not apply or could not be
 measured; a ``*_reason`` / ``reason`` key beside it says why. Readers key on ``schema_version``:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.bench.timing import (
+from edgekd.core.timing import (
     LoopPolicy, WarmupPolicy, first_call_ms, rolling_cv, summarize, timed_loop, warm_up, windows,
 )
 

@@ -1,7 +1,7 @@
 """Facts about the machine a cell runs on: CPU, cores, memory, OS, load, clocks and power mode.
 
 Recorded next to every figure because speed on a shared or throttled machine means little
-without them (FACTS.md: contention moved PyTorch eager from 47 ms to 0.5-1.9 s). Everything is
+without them (docs/bench.md: contention moved PyTorch eager from 47 ms to 0.5-1.9 s). Everything is
 read where readable; what cannot be read is given as ``None`` with the reason beside it.
 """
 from __future__ import annotations
@@ -63,10 +63,10 @@ PROBED = ("peak_fp32_tflops", "peak_bf16_tflops", "peak_int8_tops", "memory_band
 
 def detect_hardware(wanted: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
     """The hardware facts a profile may ask to ``detect``; the peaks (``PROBED``) come from
-    ``edgekd.bench.hostprobe`` (measured once per CPU and cached) and only when ``wanted``."""
+    ``edgekd.core.hostprobe`` (measured once per CPU and cached) and only when ``wanted``."""
     facts: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": memory_total_gb()}
     if wanted is not None and any(k in PROBED for k in wanted):
-        from edgekd.bench.hostprobe import host_peaks
+        from edgekd.core.hostprobe import host_peaks
 
         peaks = host_peaks()
         facts.update({k: peaks.get(k) for k in PROBED})

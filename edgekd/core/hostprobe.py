@@ -1,7 +1,7 @@
 """Peak figures of *this* machine, measured by a short probe and cached per CPU.
 
 The ``host`` profile's roofline peaks must describe the CPU the bench runs on, which changes
-between sessions on a cloud VM (FACTS.md: an Intel Xeon with AMX one day, an AMD EPYC with AVX2
+between sessions on a cloud VM (docs/bench.md: an Intel Xeon with AMX one day, an AMD EPYC with AVX2
 only the next). So ``peak_fp32_tflops``, ``peak_bf16_tflops``, ``peak_int8_tops`` and
 ``memory_bandwidth_gbs`` may be ``detect`` in a profile: the first use on a machine runs this
 probe (about 2-4 s) and caches the result under ``$EDGEKD_CACHE/hostprobe/<key>.json``, keyed by
@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekd.bench.hostinfo import cpu_features, cpu_model, load_average
+from edgekd.core.host import cpu_features, cpu_model, load_average
 
 PROBE_KEYS = ("peak_fp32_tflops", "peak_bf16_tflops", "peak_int8_tops", "memory_bandwidth_gbs")
 PROBE_VERSION = 1
@@ -138,7 +138,7 @@ def host_peaks(refresh: bool = False) -> dict[str, Any]:
     return {**result}
 
 
-if __name__ == "__main__":  # python -m edgekd.bench.hostprobe [--refresh]
+if __name__ == "__main__":  # python -m edgekd.core.hostprobe [--refresh]
     import sys
 
     print(json.dumps(host_peaks(refresh="--refresh" in sys.argv), indent=1))
