@@ -142,10 +142,11 @@ def test_train_two_processes_match_one(data, tmp_path):
 
 @pytest.mark.slow  # ~50 s: four torchrun/python launches; the train test above covers the launch itself
 def test_distill_with_teacher_cache_two_processes_match_one(data, teacher, tmp_path):
-    cache_dir = tmp_path / "cache"
+    # A relative --cache-dir: each run folder (p1, p2) gets its own, so the torchrun launch builds one
+    # itself (local rank 0 builds, rank 1 waits on the barrier and opens it: it cannot build).
     compare(tmp_path, ["distill", "--student", "unet_tiny", "--teacher", str(teacher), "--data", str(data),
-                       "--loss", "ce", "--loss", "kd", "--cache", "on", "--cache-dir", str(cache_dir)], "distill+cache")
-    caches = list(cache_dir.iterdir())
+                       "--loss", "ce", "--loss", "kd", "--cache", "on", "--cache-dir", "cache"], "distill+cache")
+    caches = list((tmp_path / "p2" / "cache").iterdir())
     assert len(caches) == 1, caches  # both launches' ranks opened one cache
     index = json.loads((caches[0] / "index.json").read_text())
     assert index["complete"] and (caches[0] / "logits.f16").stat().st_size == index["bytes"]
@@ -181,3 +182,25 @@ def test_train_two_gpus_nccl_match_one(data, tmp_path):
 
     assert backend_for(torch.device("cuda", 0)) == "nccl"
     compare(tmp_path, ["train", "--arch", "unet_tiny", "--data", str(data)], "train-nccl", device="cuda")
+
+
+def test_teacher_cache_half_written_is_never_read(synthetic_root, tiny_teacher, tmp_path):
+    """index.json is the completeness marker: an array of the wrong size is rebuilt, or refused by a waiting rank."""
+    from edgekd.checkpoint import load_checkpoint, sha256_file
+    from edgekd.data import build_eval_transform, open_dataset
+    from edgekd.errors import EdgekdError
+    from edgekd.training.teacher_cache import build_or_open_cache
+
+    model, _ = load_checkpoint(tiny_teacher)
+    ds = open_dataset(synthetic_root, "train", transform=build_eval_transform(None))
+    kwargs = dict(teacher_sha=sha256_file(tiny_teacher), cache_dir=tmp_path)
+    built = build_or_open_cache(model, model.normalization, ds, **kwargs)
+    data_file = built.path / "logits.f16"
+    full = data_file.read_bytes()
+    assert json.loads((built.path / "index.json").read_text())["bytes"] == len(full)
+    data_file.write_bytes(full[: len(full) // 2])  # a writer that died mid-file (without the rename)
+    with pytest.raises(EdgekdError, match="missing or incomplete"):
+        build_or_open_cache(model, model.normalization, ds, build=False, **kwargs)
+    rebuilt = build_or_open_cache(model, model.normalization, ds, **kwargs)
+    assert rebuilt.build_seconds > 0 and data_file.read_bytes() == full
+    assert build_or_open_cache(model, model.normalization, ds, build=False, **kwargs).build_seconds == 0.0
