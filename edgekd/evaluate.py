@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ def predict(model: nn.Module, normalization: Normalization, images: torch.Tensor
 def evaluate_model(
     model: nn.Module, normalization: Normalization, dataset, *, input_size: tuple[int, int] | None = None,
     max_images: int | None = None, device: str | torch.device = "cpu", progress=None, name: str | None = None,
+    shard: tuple[int, int] = (0, 1), reduce_sum: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` on ``dataset`` (items: uint8 3×H×W image, int64 H×W mask).
 
@@ -38,6 +39,10 @@ def evaluate_model(
 
     Denormal floats are flushed to zero while evaluating (x86 arithmetic on them is ~20× slower;
     outputs change by < 1e-4) and the result says so.
+
+    ``shard=(rank, world)`` scores images rank, rank+world, ... only; ``reduce_sum`` then sums the
+    confusion matrix and boundary counts over the ranks (an all_reduce), so every rank returns the
+    metrics of all ``n`` images, exactly as one process would.
     """
     info = dataset.info
     model_classes = getattr(model, "num_classes", None)
@@ -50,10 +55,11 @@ def evaluate_model(
     was_training = model.training
     model.eval().to(device)
     flushed = torch.set_flush_denormal(True)
+    rank, world = shard
     task = progress.add_task("eval", total=n) if progress else None
     t0 = time.perf_counter_ns()
     try:
-        for i in range(n):
+        for i in range(rank, n, world):
             image, mask = dataset[i]
             pred = predict(model, normalization, image.unsqueeze(0).to(device), input_size)[0].cpu()
             confusion.update(pred, mask)
@@ -63,6 +69,8 @@ def evaluate_model(
     finally:
         torch.set_flush_denormal(False)
         model.train(was_training)
+    if reduce_sum is not None:
+        _reduce(confusion, boundary, reduce_sum)
     seconds = (time.perf_counter_ns() - t0) / 1e9
     per_class = confusion.per_class_iou()
     return {
@@ -77,3 +85,10 @@ def evaluate_model(
         "input_size": list(input_size) if input_size else "native",
         "flush_denormal": flushed,
     }
+
+
+def _reduce(confusion: ConfusionMatrix, boundary: BoundaryFScore, reduce_sum) -> None:
+    """Sum the per-rank counts in place: the metrics below are then those of every rank's images."""
+    confusion.matrix = reduce_sum(confusion.matrix)
+    counts = reduce_sum(np.array([boundary.hits_pred, boundary.total_pred, boundary.hits_true, boundary.total_true], np.int64))
+    boundary.hits_pred, boundary.total_pred, boundary.hits_true, boundary.total_true = (int(c) for c in counts)

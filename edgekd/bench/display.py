@@ -100,3 +100,43 @@ class RichReporter:
         self.progress.stop()
         if records:
             self.console.print(results_table(records, self.title))
+
+
+class FleetReporter:
+    """One device's stream of a fleet run: plain lines prefixed with the device name.
+
+    Several devices report at once, so no live progress bar (rich cannot draw one per thread);
+    a shared lock keeps each line whole.
+    """
+
+    def __init__(self, device: str, lock, console: Console | None = None) -> None:
+        self.device, self.lock = device, lock
+        self.console = console or wide_console()
+        self.records: list[dict[str, Any]] = []
+
+    def _line(self, text: str) -> None:
+        with self.lock:
+            self.console.print(f"[{self.device}] {text}", markup=False, highlight=False)
+
+    def start(self, profile: DeviceProfile, run_id: str, path: Path, cells: list[Cell], pending: int, notes: list[str]) -> None:
+        done = len(cells) - pending
+        self._line(f"run {run_id} → {path}: {len(cells)} cell(s), {pending} to run" + (f", {done} already recorded" if done else ""))
+        for note in notes:
+            self._line(f"note: {note}")
+
+    def cell_started(self, cell: Cell) -> None:
+        self._line(f"{cell.label}: starting")
+
+    def stage(self, name: str) -> None: ...
+
+    def cell_done(self, cell: Cell, record: dict[str, Any]) -> None:
+        lat = record.get("latency_ms") or {}
+        line = f"{cell.label}: {record['status']}"
+        if lat:
+            line += f", p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
+        elif record.get("error"):
+            line += f" — {str(record['error']).splitlines()[0][:120]}"
+        self._line(line)
+
+    def finish(self, records: list[dict[str, Any]]) -> None:
+        self.records = records

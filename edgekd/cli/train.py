@@ -64,9 +64,14 @@ def common_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from edgekd.training import TrainConfig, train_supervised
 
+    from edgekd.training.runtime import is_main_process
+
     cfg = TrainConfig(arch=args.arch, **common_config(args))
-    with progress_bar(not args.no_progress and not args.json) as progress:
+    main = is_main_process()  # under torchrun only rank 0 shows progress and prints the outcome
+    with progress_bar(main and not args.no_progress and not args.json) as progress:
         outcome = train_supervised(cfg, progress=progress)
+    if not main:
+        return 0
     last = outcome.history[-1] if outcome.history else {}
     summary = {"checkpoint": str(outcome.checkpoint), "epochs_run": outcome.epochs_run, "wall_s": outcome.wall_s, "last_epoch": last}
     if args.json:

@@ -23,7 +23,7 @@ from edgekd.training.augment import JointAugment, PhotometricAugment, cutmix
 from edgekd.training.class_balance import check_method, class_weights_for
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
-from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
+from edgekd.training.runtime import Runtime, barrier, seed_everything, setup_runtime, sync_batchnorm
 from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, train_loader, wrap_ddp
 from edgekd.training.teacher_cache import build_or_open_cache
 from edgekd.training.teacher_tta import TeacherTTA, tta_logits
@@ -160,11 +160,7 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     use_cache = bool(teachers) and _decide_cache(cfg, objective, teachers)
     if use_cache and (cfg.color_jitter > 0 or cfg.cutmix > 0):
         raise EdgekdError("--color-jitter / --cutmix change the pixels the teacher must see: run it live with --cache off")
-    cache = None
-    if use_cache:
-        cache = [build_or_open_cache(t.model, t.model.normalization, train_set, teacher_sha=t.sha256,
-                                     cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None, progress=progress, tta=tta)
-                 for t in teachers]
+    cache = _open_caches(cfg, teachers, train_set, runtime, progress, tta) if use_cache else None
     meta = base_meta(cfg, student, train_set, method="distill" if teachers else "supervised")
     meta.trained_with.update(_provenance(cfg, teachers, objective, use_cache, cache))
     meta.trained_with.update({"class_weights": balance, "teacher_tta": None if tta is None else tta.to_dict()})
@@ -178,6 +174,7 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
                      "val_miou": init.metrics.get("miou")}
     if cfg.student_size is not None:
         meta.input_size = list(cfg.student_size)
+    student = sync_batchnorm(student, runtime)
     trainable, unwrap_ddp = wrap_ddp((_LogitsForward if cfg.qat else _FeatureForward)(student), runtime)
 
     def unwrap(m):
@@ -195,6 +192,7 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
         from edgekd.training.kd_report import attach_kd_metrics
 
         attach_kd_metrics(out, teachers, val_set, cfg, runtime)
+    barrier(runtime)  # a recipe's next stage (on every rank) reads the checkpoint rank 0 just finished
     return outcome
 
 
@@ -251,6 +249,22 @@ def _fake_quantize(cfg: DistillConfig, student, train_set, runtime: Runtime):
     norm = student.normalization
     images = (norm.apply(train_set[i][0][None].float()).to(runtime.device) for i in range(count))
     return prepare(student, images, num_images=count)
+
+
+def _open_caches(cfg: DistillConfig, teachers, train_set, runtime: Runtime, progress, tta) -> list:
+    """The teachers' logit caches, built once per node: local rank 0 builds, the other ranks wait, then open."""
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+
+    def open_all(build: bool) -> list:
+        return [build_or_open_cache(t.model, t.model.normalization, train_set, teacher_sha=t.sha256, cache_dir=cache_dir,
+                                    progress=progress if build else None, tta=tta, build=build) for t in teachers]
+
+    if runtime.is_local_main:
+        caches = open_all(build=True)
+        barrier(runtime)
+        return caches
+    barrier(runtime)
+    return open_all(build=False)
 
 
 def _decide_cache(cfg: DistillConfig, objective, teachers) -> bool:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from edgekd.checkpoint import CheckpointMeta, load_train_state, save_checkpoint, save_train_state
 from edgekd.errors import EdgekdError
-from edgekd.training.runtime import Runtime
+from edgekd.training.runtime import Runtime, all_reduce_mean, grad_all_reduce
 
 LossFn = Callable[[nn.Module, tuple], tuple[torch.Tensor, dict[str, float]]]
 """loss_fn(model, batch) with the batch's tensors already on the device."""
@@ -107,7 +107,7 @@ def run_loop(
             # flushing them changes outputs by < 1e-4. Set every epoch: evaluation resets the flag.
             torch.set_flush_denormal(True)
         epoch_start = time.perf_counter()
-        epoch_logs = _run_epoch(model, loss_fn, train_loader, opt, sched, scaler, cfg, runtime, steps_per_epoch, progress, task)
+        epoch_logs = _run_epoch(model, extra_modules, loss_fn, train_loader, opt, sched, scaler, cfg, runtime, steps_per_epoch, progress, task)
         epoch_logs["train_seconds"] = time.perf_counter() - epoch_start
         metrics = evaluate_fn(unwrap(model))
         history.append({"epoch": epoch + 1, **epoch_logs, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
@@ -132,7 +132,7 @@ def freeze_batchnorm(model: nn.Module) -> None:
             module.eval()
 
 
-def _run_epoch(model, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, progress, task) -> dict:
+def _run_epoch(model, extra, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, progress, task) -> dict:
     totals: dict[str, float] = {}
     for step, batch in enumerate(loader):
         if step >= steps:
@@ -144,6 +144,7 @@ def _run_epoch(model, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, 
             raise EdgekdError(f"loss became {loss.item()} at step {step}; lower --lr (now {cfg.lr})")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        grad_all_reduce(extra, runtime)  # DDP averages the model's gradients; the adapters' are ours to average
         if cfg.clip_grad:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.clip_grad)
@@ -155,7 +156,8 @@ def _run_epoch(model, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, 
         if progress:
             progress.update(task, advance=1, description=f"train loss {loss.item():.3f}")
     n = max(1, min(steps, len(loader)))
-    return {f"train_{k}": v / n for k, v in totals.items()}
+    # Under torchrun each rank saw its share of the global batch: the logged curve is the ranks' mean.
+    return all_reduce_mean({f"train_{k}": v / n for k, v in totals.items()}, runtime)
 
 
 def _state(epoch, history, model, extra, opt, sched, scaler) -> dict:

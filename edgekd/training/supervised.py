@@ -4,16 +4,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgekd.checkpoint import CheckpointMeta, refuse_overwrite
 from edgekd.errors import EdgekdError
 from edgekd.evaluate import evaluate_model
 from edgekd.models import create_model
 from edgekd.training.loop import LoopConfig, TrainOutcome, run_loop
-from edgekd.training.runtime import Runtime, seed_everything, setup_runtime
+from edgekd.training.runtime import Runtime, all_reduce_sum, seed_everything, setup_runtime, sync_batchnorm
 
 
 @dataclass
@@ -66,17 +67,56 @@ def build_loaders(cfg: TrainConfig, runtime: Runtime):
     )
     train_set = open_dataset(cfg.data, cfg.train_split, transform=train_tf)
     val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
-    loader = train_loader(train_set, cfg, runtime)
+    loader = train_loader(_SeededAugment(train_set, cfg.seed), cfg, runtime, sampler_type=EpochSampler)
     return loader, train_set, val_set
 
 
-def train_loader(dataset, cfg, runtime: Runtime) -> DataLoader:
-    """Shuffled (or DDP-sharded), seeded, full batches only; shared by training and distillation."""
-    if len(dataset) < cfg.batch_size:
-        raise EdgekdError(f"{cfg.data} split {cfg.train_split!r} has {len(dataset)} images, fewer than --batch-size {cfg.batch_size}")
-    sampler = DistributedSampler(dataset, seed=cfg.seed) if runtime.world_size > 1 else None
+class EpochSampler(DistributedSampler):
+    """A DistributedSampler that yields (epoch, index), so an item's augmentation can depend on both."""
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in super().__iter__())
+
+
+class _SeededAugment(Dataset):
+    """Augments item i of epoch e with a generator seeded by (seed, e, i).
+
+    The crops then do not depend on which rank or worker loads the item, nor on how many items it
+    loaded before: N torchrun processes see the augmentations one process would, and a resumed run
+    those of the uninterrupted one.
+    """
+
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        from edgekd.data.folder import to_tensors
+
+        epoch, index = key
+        image, mask = self.dataset.read_pair(index)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        for transform in self.dataset.transform.transforms:
+            image, mask = transform(image, mask, rng)
+        return to_tensors(image, mask)
+
+
+def train_loader(dataset, cfg, runtime: Runtime, sampler_type=DistributedSampler) -> DataLoader:
+    """Seeded, full batches only, shared by training and distillation.
+
+    One process shuffles with the same per-epoch permutation torchrun's ranks split between them
+    (DistributedSampler, seed + epoch), so rank r's batch k holds the items r, r+N, ... of the one
+    process's batch k when ``--batch-size`` is the per-rank batch and global batch = N × it.
+    """
+    per_rank = len(dataset) // runtime.world_size
+    if per_rank < cfg.batch_size:
+        raise EdgekdError(f"{cfg.data} split {cfg.train_split!r} has {len(dataset)} images, {per_rank} per rank: "
+                          f"fewer than --batch-size {cfg.batch_size}")
+    sampler = sampler_type(dataset, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.seed)
     return DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
         num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0,
         multiprocessing_context=worker_context(cfg.workers),
     )
@@ -117,8 +157,10 @@ def make_evaluator(cfg: TrainConfig, val_set, runtime: Runtime):
         heldout = open_dataset(cfg.data, cfg.heldout_split, transform=build_eval_transform(None))
 
     def scores(model, dataset) -> dict:
+        # Under torchrun each rank scores every N-th image; the confusion counts are summed over ranks.
         result = evaluate_model(model, model.normalization, dataset, input_size=cfg.eval_size,
-                                max_images=cfg.val_images, device=runtime.device)
+                                max_images=cfg.val_images, device=runtime.device,
+                                shard=(runtime.rank, runtime.world_size), reduce_sum=lambda a: all_reduce_sum(a, runtime))
         return {k: result[k] for k in ("miou", "pixel_accuracy", "boundary_f", "per_class_iou", "images")}
 
     def evaluate(model) -> dict:
@@ -152,6 +194,7 @@ def train_supervised(cfg: TrainConfig, progress=None) -> TrainOutcome:
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     normalization = model.normalization
+    model = sync_batchnorm(model, runtime)
     ignore = train_set.info.ignore_index
     meta = base_meta(cfg, model, train_set, method="supervised")
     meta.trained_with["losses"] = {"ce": 1.0}

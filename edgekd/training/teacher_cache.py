@@ -4,6 +4,11 @@ Stored as one float16 memory-mapped array (N×C×H×W) per (teacher sha256, data
 image size, teacher test-time augmentation) with a JSON index of image paths, so several
 students distilled from the same teacher share it. Valid only when the teacher is frozen and only its logits are used; feature
 losses need the live teacher.
+
+Writers never expose a half-written cache: the array is written under a per-process temporary
+name and renamed, and ``index.json`` (written last, atomically) is the completeness marker: it
+records the array's byte size, and a reader trusts the array only when both agree. Under torchrun
+the first process of each node builds, the others wait on a barrier and open it (``build=False``).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch
 from torch import nn
 
 from edgekd.checkpoint import atomic_write
+from edgekd.errors import EdgekdError
 from edgekd.training.teacher_tta import TeacherTTA, tta_logits
 
 
@@ -46,10 +52,11 @@ def cache_key(
 @torch.inference_mode()
 def build_or_open_cache(
     teacher: nn.Module, normalization, dataset, *, teacher_sha: str, cache_dir: Path | None = None, progress=None,
-    tta: TeacherTTA | None = None,
+    tta: TeacherTTA | None = None, build: bool = True,
 ) -> TeacherCache:
     """Open the cache for (teacher, dataset, tta) or compute it. ``dataset`` yields same-size images;
-    with ``tta`` the cached logits are the teacher's averaged over flip/scales (``teacher_tta``)."""
+    with ``tta`` the cached logits are the teacher's averaged over flip/scales (``teacher_tta``).
+    ``build=False`` (torchrun ranks that waited for the builder) only opens a complete cache."""
     image0, _ = dataset[0]
     size = tuple(image0.shape[-2:])
     key = cache_key(teacher_sha, dataset.split_hash(), size, teacher.num_classes, tta)
@@ -57,10 +64,11 @@ def build_or_open_cache(
     data_file = root / "logits.f16"
     index_file = root / "index.json"
     shape = (len(dataset), teacher.num_classes, *size)
-    if index_file.is_file():
-        index = json.loads(index_file.read_text())
-        if index["shape"] == list(shape):
-            return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), 0.0)
+    if _complete(index_file, data_file, shape):
+        return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), 0.0)
+    if not build:
+        raise EdgekdError(f"teacher cache {root} is missing or incomplete after its builder finished; "
+                          "give every node its own --cache-dir or a shared one, then rerun")
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     tmp = data_file.with_suffix(f".tmp-{os.getpid()}")  # two trainers building the same cache must not share it
@@ -83,7 +91,18 @@ def build_or_open_cache(
         torch.set_flush_denormal(False)
         if tmp.exists():
             tmp.unlink()
-    index = {"shape": list(shape), "teacher_sha256": teacher_sha, "tta": None if tta is None else tta.to_dict(),
+    index = {"shape": list(shape), "bytes": int(np.prod(shape)) * 2, "complete": True, "teacher_sha256": teacher_sha, "tta": None if tta is None else tta.to_dict(),
              "images": [str(p[0]) for p in dataset.pairs]}
     atomic_write(index_file, lambda t: Path(t).write_text(json.dumps(index)))
     return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), time.perf_counter() - t0)
+
+
+def _complete(index_file: Path, data_file: Path, shape: tuple) -> bool:
+    """True when the marker says the array of ``shape`` is complete and the file has its size."""
+    if not index_file.is_file() or not data_file.is_file():
+        return False
+    index = json.loads(index_file.read_text())
+    if index.get("shape") != list(shape):
+        return False
+    expected = index.get("bytes", int(np.prod(shape)) * 2)  # caches written before the marker: size check only
+    return data_file.stat().st_size == expected and index.get("complete", True)
