@@ -1,14 +1,23 @@
-"""Run every bad input and fault of issue 16 against the installed ``edgekd`` CLI and print the table.
+"""Run every bad input and fault of issue 16 against the ``edgekd`` CLI and print the table.
 
-    nice -n 19 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python tools/hardening_table.py [--out docs/hardening.md]
+    nice -n 10 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python tools/hardening_table.py [--out table.md] [--list]
 
 Each case is one command on tiny synthetic inputs (a 64x96 synthetic dataset, untrained
-``unet_tiny`` checkpoints made here with the library) in a fresh temporary folder; the table gives
-the case, the command (``$W`` is that folder), the exit code and the first line the command printed
-(stderr first, else stdout). Cases needing more than a command (a kill -9 in the middle, a file
-size limit standing in for a full disk) are small shell sequences, shown as they run. Cases that
-need ../shared (the ESPNet CamVid checkpoint) are left out when it is absent. The 28 cases the
-issue found handled and its 17 failures are marked ``kept`` / ``fixed``.
+``unet_tiny``/``espnet_p2q8`` checkpoints made here with the library) in a fresh temporary folder;
+the table gives the case, the command (``$W`` is that folder), the exit code, the line of output
+holding the expected text, and the verdict. A case is "as intended" only when its exit code is the
+expected one, its output holds the expected text (the right message, not any failure) and no
+Python traceback was printed (except with ``--debug``). Cases needing more than a command (a
+kill -9 in the middle, a file size limit or a tiny tmpfs for a full disk, a read-only tmpfs for a
+read-only folder) are small shell sequences, shown as they run; the two tmpfs cases need root and
+are reported as skipped without it (the read-only case falls back to ``chmod 500``).
+
+``kind``: ``kept`` = one of the 28 the issue found handled, recognisable from its text; ``fixed``
+= one of its 17 failures (several on more than one command); ``reconstructed`` = a case of the
+categories the issue names as handled (pickles refused everywhere, profiles validated, dataset
+errors named, SSH failures in seconds, names with ``;`` or ``$()`` inert) whose exact command it
+does not give. ``--list`` prints every case with its expected exit code, text and tests, running
+nothing; ``tests/test_hardening.py::test_every_table_case_names_tests_that_exist`` checks the tests exist.
 """
 from __future__ import annotations
 
@@ -347,7 +356,7 @@ CASES = [
     Case("SSH to an unknown host name fails fast", "reconstructed",
          "s=$(date +%s); $E bench a6 --device unknownhost.yaml; rc=$?; echo \"($(( $(date +%s) - s )) s)\"; exit $rc", 2,
          r"cannot reach ssh user@nosuchhost.invalid", H("test_ssh_to_an_unknown_host_name_is_one_line")),
-    Case("SSH to an address that never answers: ConnectTimeout", "reconstructed",
+    Case("SSH to a TEST-NET address (192.0.2.1, ConnectTimeout=3) fails fast", "reconstructed",
          "s=$(date +%s); $E bench a6 --device blackhole.yaml; rc=$?; echo \"($(( $(date +%s) - s )) s)\"; exit $rc", 2,
          r"cannot reach ssh user@192.0.2.1", ("tests/test_bench_remote.py::test_unreachable_host_is_a_clear_error",)),
     Case("profile with a bad value (negative FPS)", "reconstructed", "$E bench a6 --device negfps.yaml", 2,
@@ -472,7 +481,7 @@ def main() -> int:
             if args.out:  # after every case: a run cut short still leaves the rows it has
                 args.out.write_text(table(rows) + "\n")
         print(table(rows))
-        return 0 if all(verdict(c, o) == "as intended" for c, o in rows) else 1
+        return 0 if all(verdict(c, o) == "as intended" or verdict(c, o).startswith("skipped") for c, o in rows) else 1
     finally:
         if args.keep:
             print(f"work folder kept: {w}", file=sys.stderr)
