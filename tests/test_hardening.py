@@ -399,3 +399,349 @@ def test_worker_error_message_is_the_workers_one_line():
             '  File "x.py", line 3, in f\n    raise DataError(...)\n'
             "edgekd.data.info.DataError: image /d/images/bad.png cannot be decoded; re-copy or delete it\n")
     assert error_message(DataError(text)) == "image /d/images/bad.png cannot be decoded; re-copy or delete it (in DataLoader worker 1)"
+
+
+# --- checkpoints that are not what they claim ---------------------------------------------------
+
+def _broken_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    good = _checkpoint(tmp_path / "good.safetensors")
+    raw = good.read_bytes()
+    files = {"truncated": tmp_path / "truncated.safetensors", "empty": tmp_path / "empty.safetensors",
+             "renamed": tmp_path / "renamed.safetensors"}
+    files["truncated"].write_bytes(raw[: len(raw) // 2])
+    files["empty"].write_bytes(b"")
+    with open(files["renamed"], "wb") as f:
+        pickle.dump({"model": _Exploit()}, f)
+    return files
+
+
+@pytest.mark.parametrize("kind, command, message", [
+    ("truncated", "eval", "is truncated: .* bytes, its header describes"),
+    ("empty", "export", "is an empty file"),
+    ("renamed", "doctor", "is a pickle file named .safetensors"),
+    ("truncated", "distill", "is truncated"),
+])
+def test_broken_checkpoint_files_are_one_line_errors(tmp_path, synthetic_root, capsys, kind, command, message):
+    import re
+
+    path = _broken_checkpoints(tmp_path)[kind]
+    argv = {"eval": ["eval", str(path), "--data", str(synthetic_root)],
+            "export": ["export", str(path), "--backend", "torch", "--precision", "fp32", "--out", str(tmp_path / "a")],
+            "doctor": ["doctor", str(path)],
+            "distill": ["distill", "--teacher", str(path), "--student", "unet_tiny", "--data", str(synthetic_root),
+                        "--out", str(tmp_path / "s.safetensors")]}[command]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"edgekd {command}: error: checkpoint {path}") and re.search(message, line), line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "s.safetensors").exists()
+
+
+def test_train_resume_refuses_a_code_running_train_state(tmp_path, synthetic_root, capsys):
+    from edgekd.training.loop import train_state_path
+
+    out = _checkpoint(tmp_path / "resume.safetensors")
+    marker = tmp_path / "PWNED"
+
+    class Touch:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with open(train_state_path(out), "wb") as f:
+        pickle.dump({"epoch": 1, "model": Touch()}, f)
+    rc = main(["train", "--arch", "unet_tiny", "--data", str(synthetic_root), "--out", str(out), "--resume", "--epochs", "2",
+               "--batch-size", "2", "--crop-size", "48x64", "--max-steps-per-epoch", "1", "--no-progress"])
+    assert rc == 2
+    line = _one_error_line(capsys)
+    assert "train state" in line and "refused" in line and "weights_only" not in line, line
+    assert not marker.exists()
+
+
+def test_train_out_onto_an_existing_checkpoint_needs_force(tmp_path, synthetic_root, capsys):
+    out = _checkpoint(tmp_path / "good.safetensors")
+    before = out.read_bytes()
+    assert main(["train", "--arch", "unet_tiny", "--data", str(synthetic_root), "--out", str(out), "--epochs", "1"]) == 2
+    assert "exists; pass --force" in _one_error_line(capsys) and out.read_bytes() == before
+
+
+# --- results folder: read-only, disk full -------------------------------------------------------
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    """A real small/read-only file system (root only); False where mounting is not allowed."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                                capture_output=True).returncode == 0
+
+
+def _umount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path):
+    """A folder this process cannot write: a read-only tmpfs as root (chmod does not stop root), else mode 500."""
+    folder = tmp_path / "ro"
+    if _mount_tmpfs(folder, "ro,size=64k"):
+        yield folder
+        _umount(folder)
+        return
+    if os.geteuid() == 0:
+        pytest.skip("root without mount rights: no way to make a folder read-only for this process")
+    folder.chmod(0o500)
+    yield folder
+    folder.chmod(0o700)
+
+
+def test_read_only_results_folder_is_refused_before_any_cell(tmp_path, read_only_folder, monkeypatch, capsys):
+    import edgekd.bench.runner as runner
+
+    artifact = _torch_artifact(tmp_path, _checkpoint(tmp_path / "m.safetensors"))
+    ran = []
+    monkeypatch.setattr(runner.LocalTarget, "run_cell", lambda *a, **k: ran.append(a), raising=False)
+    assert main(["bench", str(artifact), "--device", "host", "--out", str(read_only_folder / "results")]) == 2
+    line = _one_error_line(capsys)
+    assert "is not writable" in line and "Read-only file system" in line or "Permission denied" in line, line
+    assert ran == []
+
+
+_APPEND_CHILD = """
+import json, resource, sys
+from edgekd.results import ResultStore, make_record
+from edgekd.errors import EdgekdError
+limit = int(sys.argv[2])
+if limit:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+row = make_record(run_id="r", timestamp="2026-01-01T00:00:00+00:00", cell_key="k2", device={"name": "host"},
+                  candidate={"label": "m/torch-fp32", "arch": "unet_tiny"}, backend={"name": "torch"},
+                  precision_requested="fp32", status="failed", error="x" * 3000)
+try:
+    ResultStore(sys.argv[1]).append(row)
+except EdgekdError as err:
+    print(err, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def _first_row(path: Path) -> bytes:
+    from edgekd.results import ResultStore, make_record
+
+    ResultStore(path).append(make_record(
+        run_id="r", timestamp="2026-01-01T00:00:00+00:00", cell_key="k1", device={"name": "host"},
+        candidate={"label": "m/torch-fp32", "arch": "unet_tiny"}, backend={"name": "torch"}, precision_requested="fp32",
+        status="failed", error="first"))
+    return path.read_bytes()
+
+
+def _append_in_child(path: Path, fsize_limit: int):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-c", _APPEND_CHILD, str(path), str(fsize_limit)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_append_past_the_file_size_limit_leaves_the_file_as_it_was(tmp_path):
+    """RLIMIT_FSIZE (``ulimit -f``): the kernel writes up to the limit, then fails with EFBIG — the real write path."""
+    path = tmp_path / "host" / "r.jsonl"
+    before = _first_row(path)
+    proc = _append_in_child(path, len(before) + 1000)  # room for a third of the 3 kB row: a short write, then EFBIG
+    assert proc.returncode == 2, proc.stderr
+    assert "File too large" in proc.stderr and "the file is unchanged" in proc.stderr and "bytes" in proc.stderr
+    assert path.read_bytes() == before
+
+
+def test_append_on_a_full_disk_leaves_the_file_as_it_was_and_says_the_space(tmp_path):
+    """A real full file system: a 16 kB tmpfs (root only; skipped elsewhere — the EFBIG test covers the same path)."""
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, "size=16k"):
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        path = mnt / "host" / "r.jsonl"
+        before = _first_row(path)
+        with open(mnt / "filler", "wb", buffering=0) as filler:  # take every free page: the 3 kB row does not fit in the file's
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        proc = _append_in_child(path, 0)
+        assert proc.returncode == 2, proc.stderr
+        assert "No space left on device" in proc.stderr and "bytes are free there" in proc.stderr
+        assert path.read_bytes() == before
+    finally:
+        _umount(mnt)
+
+
+def test_failed_first_append_leaves_no_file(tmp_path):
+    path = tmp_path / "host" / "new.jsonl"
+    path.parent.mkdir(parents=True)
+    proc = _append_in_child(path, 100)
+    assert proc.returncode == 2 and "File too large" in proc.stderr, proc.stderr
+    assert not path.exists()
+
+
+# --- DataLoader workers -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_image_is_the_same_one_line_with_and_without_workers(tmp_path, synthetic_root, capsys, workers):
+    root = tmp_path / "bad"
+    shutil.copytree(synthetic_root, root)
+    for image in sorted((root / "images").glob("train_*.png")):
+        image.write_bytes(b"not a png")  # every train image: whichever a worker reads first is bad
+    rc = main(["train", "--arch", "unet_tiny", "--data", str(root), "--out", str(tmp_path / "w.safetensors"), "--epochs", "1",
+               "--batch-size", "2", "--crop-size", "48x64", "--workers", str(workers), "--no-progress"])
+    assert rc == 2
+    line = _one_error_line(capsys)
+    assert "is not a readable image (9 bytes); replace or remove it" in line, line
+    assert "Traceback" not in line and (("in DataLoader worker" in line) == (workers > 0)), line
+
+
+# --- unexpected exceptions ----------------------------------------------------------------------
+
+def test_unexpected_exception_is_one_line_naming_the_trace_file(tmp_path, monkeypatch, capsys):
+    import edgekd.cli.models as models
+
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEKD_DEBUG", raising=False)
+    monkeypatch.setattr(models, "run", lambda args: 1 / 0)
+    assert main(["models"]) == 1
+    line = _one_error_line(capsys)
+    assert "internal error" in line and "ZeroDivisionError: division by zero" in line and "--debug" in line, line
+    trace = Path(line.split("full trace in ", 1)[1].split(";", 1)[0])
+    assert trace.parent == tmp_path / "cache" / "crashes"
+    assert "Traceback (most recent call last)" in trace.read_text() and "1 / 0" in trace.read_text()
+
+
+@pytest.mark.parametrize("argv", [["--debug", "models"], ["models", "--debug"]])
+def test_debug_shows_the_trace_of_an_unexpected_exception(monkeypatch, capsys, argv):
+    import edgekd.cli.models as models
+
+    monkeypatch.setattr(models, "run", lambda args: 1 / 0)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and "ZeroDivisionError" in err.splitlines()[-1]
+
+
+# --- kept cases the table runs too ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["eval", "export", "doctor", "distill --teacher", "distill --init"])
+def test_code_running_pickle_is_refused_by_every_command(tmp_path, synthetic_root, capsys, command):
+    marker = tmp_path / "PWNED"
+
+    class Touch:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": Touch()}, f)
+    student = ["--student", "unet_tiny", "--data", str(synthetic_root), "--out", str(tmp_path / "s.safetensors"), "--epochs", "1"]
+    argv = {"eval": ["eval", str(evil), "--arch", "unet_tiny", "--data", str(synthetic_root)],
+            "export": ["export", str(evil), "--arch", "unet_tiny", "--backend", "torch", "--out", str(tmp_path / "a")],
+            "doctor": ["doctor", str(evil), "--arch", "unet_tiny"],
+            "distill --teacher": ["distill", "--teacher", str(evil), "--teacher-arch", "unet_tiny", *student],
+            "distill --init": ["distill", "--init", str(evil), "--init-arch", "unet_tiny", *student]}[command]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert f"checkpoint {evil} refused: it is a pickle that would run code" in line and "weights_only" not in line, line
+    assert not marker.exists()
+
+
+def test_shell_characters_in_names_are_inert(tmp_path, capsys):
+    marker = tmp_path / "PWNED"
+    name = f"x;touch {marker}$(touch {marker})"
+    assert main(["bench", str(tmp_path), "--device", name]) == 2
+    assert "unknown device profile" in _one_error_line(capsys)
+    ckpt = _checkpoint(tmp_path / f"x;touch {marker}.safetensors")
+    assert main(["export", str(ckpt), "--backend", "torch", "--precision", "fp32", "--parity-images", "0",
+                 "--out", str(tmp_path / "a")]) == 0
+    assert not marker.exists() and (tmp_path / "a" / ckpt.stem / "torch-fp32" / "manifest.json").is_file()
+
+
+def test_resume_of_an_unknown_run_names_the_latest(tmp_path, capsys):
+    artifact = _torch_artifact(tmp_path, _checkpoint(tmp_path / "m.safetensors"))
+    (tmp_path / "res" / "host").mkdir(parents=True)
+    (tmp_path / "res" / "host" / "20260101T000000Z-abcdef.jsonl").write_text("")
+    assert main(["bench", str(artifact), "--device", "host", "--resume", "nosuchrun", "--out", str(tmp_path / "res")]) == 2
+    assert "--resume nosuchrun: no such run for device 'host'" in (line := _one_error_line(capsys)) and "20260101T000000Z-abcdef" in line
+
+
+def test_ssh_to_an_unknown_host_name_is_one_line(tmp_path, capsys):
+    import shutil as sh
+
+    if sh.which("ssh") is None:
+        pytest.skip("no ssh client")
+    artifact = _torch_artifact(tmp_path, _checkpoint(tmp_path / "m.safetensors"))
+    profile = _profile_with(tmp_path)
+    doc = yaml.safe_load(profile.read_text())
+    doc["connection"]["host"] = "user@nosuchhost.invalid"
+    profile.write_text(yaml.safe_dump(doc))
+    assert main(["bench", str(artifact), "--device", str(profile), "--out", str(tmp_path / "res")]) == 2
+    assert "cannot reach ssh user@nosuchhost.invalid" in _one_error_line(capsys)
+
+
+@pytest.mark.slow
+def test_kill_9_during_export_then_bench_and_reexport(tmp_path, synthetic_root):
+    """A real kill -9 mid-export: bench takes none of what it left, and the next export cleans it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgekd.bench.plan import discover_artifacts, plan_cells
+    from edgekd.profiles import load_profile
+
+    ckpt = _checkpoint(tmp_path / "good.safetensors")
+    out = tmp_path / "a"
+    argv = [sys.executable, "-m", "edgekd", "export", str(ckpt), "--backend", "onnxruntime,torch", "--precision", "fp32",
+            "--data", str(synthetic_root), "--parity-images", "2", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hidden = lambda: sorted(p.name for p in (out / "good").glob(".*")) if (out / "good").is_dir() else []  # noqa: E731
+    deadline = time.monotonic() + 120
+    while not any(n.endswith(".tmp") for n in hidden()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = hidden()
+    assert any(n.endswith(".tmp") for n in left), "the export finished before it could be killed"
+    try:
+        cells, _ = plan_cells(load_profile("host"), discover_artifacts([out]))
+    except EdgekdError as err:  # nothing finished: bench finds no artifact at all (it never takes a .tmp)
+        assert "no manifest.json in or below" in str(err)
+        cells = []
+    assert all(not c.artifact_dir.name.startswith(".") for c in cells)  # never a temporary
+    for cell in cells:  # what bench takes is whole
+        assert json.loads((cell.artifact_dir / "manifest.json").read_text())["complete"] is True
+    assert subprocess.run(argv + ["--force"], env=env, capture_output=True).returncode == 0
+    assert hidden() == []
+    cells, _ = plan_cells(load_profile("host"), discover_artifacts([out]))
+    assert sorted(c.artifact_dir.name for c in cells) == ["onnxruntime-fp32", "torch-fp32"]
+
+
+def test_every_table_case_names_tests_that_exist():
+    """tools/hardening_table.py: each case names the tests that check it here, and they exist."""
+    import ast
+    import importlib.util
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hardening_table", repo / "tools" / "hardening_table.py")
+    table = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("hardening_table", table)  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(table)
+    names = {}
+    for case in table.CASES:
+        assert case.tests, case.name
+        for node in case.tests:
+            path, func = node.split("::")
+            if path not in names:
+                names[path] = {n.name for n in ast.walk(ast.parse((repo / path).read_text())) if isinstance(n, ast.FunctionDef)}
+            assert func in names[path], f"{case.name}: {node} does not exist"
+    assert len({c.name for c in table.CASES}) == len(table.CASES)
+    kinds = [c.kind for c in table.CASES]
+    assert set(kinds) <= {"kept", "fixed", "reconstructed"} and kinds.count("kept") + kinds.count("reconstructed") >= 28

@@ -55,9 +55,15 @@ class ResultStore:
                 os.fsync(fd)
             except OSError as err:
                 _truncate_back(fd, size)
-                raise ResultWriteError(_write_failure(self.path, err, len(line))) from err
+                failed = err
+            else:
+                failed = None
         finally:
             os.close(fd)
+        if failed is not None:
+            if new_file:  # the file did not exist before this append: it does not now
+                self.path.unlink(missing_ok=True)
+            raise ResultWriteError(_write_failure(self.path, failed, len(line))) from failed
         if new_file:
             _fsync_dir(self.path.parent)
 
