@@ -124,6 +124,21 @@ def test_unmeetable_budget_fails_with_one_line_and_no_artifact(tiny_ckpt, synthe
     assert not list(tmp_path.rglob("manifest.json")), "no artifact from a failed export, not even the fp32 one"
 
 
+def test_plain_ptq_with_the_gate_off_needs_no_labelled_images(tiny_ckpt, synthetic_root, tmp_path):
+    """--max-accuracy-drop off --parity-images 0: plain PTQ for a bench run that measures accuracy itself."""
+    [path] = export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                               calib_size=8, calib_method="minmax", parity_images=0, options={"max_accuracy_drop": "off"})
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["quantization"]["method"] == "minmax"
+    assert (path / "model.onnx").is_file()
+
+
+def test_a_budget_without_labelled_images_is_refused(tiny_ckpt, synthetic_root, tmp_path):
+    with pytest.raises(EdgekdError, match="--max-accuracy-drop needs labelled validation images"):
+        export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="int8", out_dir=tmp_path, calib_dir=synthetic_root,
+                          calib_size=8, calib_method="minmax", parity_images=0, options={"max_accuracy_drop": 1})
+
+
 def test_calibration_folder_without_val_split_skips_parity_with_the_reason(tiny_ckpt, synthetic_root, tmp_path):
     import shutil
 

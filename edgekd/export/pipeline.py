@@ -299,7 +299,8 @@ def _load_images(ctx: _Context, combos: list[tuple[Backend, str]], calib_dir: An
         check_class_count(ctx.meta["num_classes"], ctx.val.num_classes, ctx.val.ignore_index,
                           model=f"checkpoint {ctx.source['name']} ({ctx.meta['arch']})", dataset=f"{source} [{data_split}] for parity")
     if ctx.val is None:
-        if ctx.options.get("max_accuracy_drop") is not None:
+        # plain PTQ (the gate off) needs no labels; a budget (explicit or default) does
+        if ctx.options.get("max_accuracy_drop") not in (None, "off"):
             raise EdgekdError(f"--max-accuracy-drop needs labelled validation images: {ctx.parity_reason}")
         return
     ctx.val_images = ctx.val.normalized(ctx.meta["normalization"])
