@@ -21,11 +21,12 @@ from typing import Any, Union
 
 import yaml
 
+from edgekd.backends.registry import list_backends
 from edgekd.errors import EdgekdError, yaml_error_text
 from edgekd.core.suggest import did_you_mean
 
 PROFILE_DIR_ENV = "EDGEKD_PROFILE_DIR"
-KNOWN_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "coreml", "torch", "litert", "executorch")
+KNOWN_BACKENDS = tuple(list_backends())  # the registry is the one list of backends
 CONNECTION_TYPES = ("local", "ssh", "adb")
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 OPENVINO_HINTS = ("latency", "throughput", "cumulative_throughput")
