@@ -82,3 +82,12 @@ def test_export_lists_precisions_per_backend(capsys):
 def test_export_without_checkpoint_or_out_is_one_line(capsys):
     assert main(["export", "--backend", "onnxruntime"]) == 2
     assert "missing CHECKPOINT and --out" in _one_line(capsys)
+
+
+def test_a_closed_pipe_is_not_an_internal_error():
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"{sys.executable} -m edgekd export --list-precisions | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("backend") and "internal error" not in done.stderr and "Traceback" not in done.stderr

@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgekd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgekd ... | head` closed the pipe: not a bug, and nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141
     except Exception as err:  # noqa: BLE001 — the last line of defence: one line, the trace in a file
         if debug:
             traceback.print_exc()
