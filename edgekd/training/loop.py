@@ -134,7 +134,28 @@ def freeze_batchnorm(model: nn.Module) -> None:
 
 def _run_epoch(model, extra, loss_fn, loader, opt, sched, scaler, cfg, runtime, steps, progress, task) -> dict:
     totals: dict[str, float] = {}
-    for step, batch in enumerate(loader):
+    batches = iter(loader)
+    try:
+        _train_steps(batches, model, extra, loss_fn, opt, sched, scaler, cfg, runtime, steps, progress, task, totals)
+    except BaseException:
+        _stop_workers(batches)
+        raise
+    n = max(1, min(steps, len(loader)))
+    # Under torchrun each rank saw its share of the global batch: the logged curve is the ranks' mean.
+    return all_reduce_mean({f"train_{k}": v / n for k, v in totals.items()}, runtime)
+
+
+def _stop_workers(batches) -> None:
+    """Shut a failed epoch's DataLoader workers down now. The error's traceback keeps the iterator
+    alive, and its workers would otherwise be reaped whenever the garbage collector gets to it — in
+    the middle of later work, where a dead worker's signal handler can take the process down."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def _train_steps(batches, model, extra, loss_fn, opt, sched, scaler, cfg, runtime, steps, progress, task, totals) -> None:
+    for step, batch in enumerate(batches):
         if step >= steps:
             break
         batch = tuple(t.to(runtime.device, non_blocking=True) for t in batch)
@@ -155,9 +176,6 @@ def _run_epoch(model, extra, loss_fn, loader, opt, sched, scaler, cfg, runtime, 
             totals[k] = totals.get(k, 0.0) + v
         if progress:
             progress.update(task, advance=1, description=f"train loss {loss.item():.3f}")
-    n = max(1, min(steps, len(loader)))
-    # Under torchrun each rank saw its share of the global batch: the logged curve is the ranks' mean.
-    return all_reduce_mean({f"train_{k}": v / n for k, v in totals.items()}, runtime)
 
 
 def _state(epoch, history, model, extra, opt, sched, scaler) -> dict:
