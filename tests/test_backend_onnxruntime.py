@@ -20,7 +20,10 @@ INT8_AGREEMENT_FLOOR = 0.9
 def artifacts(tiny_ckpt, synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("ort")
     paths = export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="fp32,int8", out_dir=out,
-                              calib_dir=synthetic_root, calib_size=12, parity_images=4)
+                              calib_dir=synthetic_root, calib_size=12, parity_images=4,
+                              # the tiny model scores ~17 % mIoU: the default 1 % budget (0.17 points) is
+                              # within one flipped region; the gate itself is tested in test_export/test_qat
+                              options={"max_accuracy_drop": 5.0})
     return {p.name.rsplit("-", 1)[1]: p for p in paths}
 
 
