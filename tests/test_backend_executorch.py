@@ -6,13 +6,12 @@ import pytest
 
 from edgekd.errors import EdgekdError
 from edgekd.export import export_checkpoint, load_artifact, read_manifest
-from test_export_support import normalized_val_images, tiny_ckpt, torch_logits  # noqa: F401  (fixture)
+from test_export_support import INT8_AGREEMENT_FLOOR, normalized_val_images, tiny_ckpt, torch_logits  # noqa: F401  (fixture)
 
 pytest.importorskip("executorch.runtime", reason="executorch is not installed (pip install 'edgekd[executorch]')")
 pytestmark = pytest.mark.backend
 
 FP32_TOL = 1e-3
-INT8_AGREEMENT_FLOOR = 0.9  # as for ONNX Runtime's INT8: a wrong scale or normalisation drops it well below 0.5
 
 
 @pytest.fixture(scope="module")

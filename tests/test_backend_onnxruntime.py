@@ -7,13 +7,9 @@ import pytest
 
 from edgekd.backends.base import UnsupportedOptionError
 from edgekd.export import export_checkpoint, load_artifact, read_manifest
-from test_export_support import normalized_val_images, tiny_ckpt, torch_logits  # noqa: F401  (fixture)
+from test_export_support import INT8_AGREEMENT_FLOOR, normalized_val_images, tiny_ckpt, torch_logits  # noqa: F401  (fixture)
 
 FP32_TOL = 1e-3
-# INT8 floor, measured on the briefly trained tiny model with 12 calibration images: agreement
-# is ~0.97-0.99; 0.9 leaves room for the randomness of training without hiding a broken quantiser
-# (a wrong scale or normalisation drops agreement well below 0.5).
-INT8_AGREEMENT_FLOOR = 0.9
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,13 @@ from edgekd.models.base import SegmentationModel, upsample_to
 TINY_ARCH = "test_export_support:build_tiny"
 SIZE = (64, 96)
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+# Argmax-agreement floor for the tiny model's INT8 exports (4 parity images, 12 calibration
+# images). Its margins between classes are small, so the figure depends on the CPU's INT8
+# kernels: 0.96-0.99 (OpenVINO) and 0.98-0.99 (ONNX Runtime) over 5 training seeds on an AMD
+# EPYC with AVX-512 VNNI/bf16, but 0.881 for OpenVINO on one CI machine. A broken quantiser (wrong
+# scale or normalisation) lands far below this; whether INT8 keeps a real model's accuracy is
+# the accuracy gate's job, tested on its own.
+INT8_AGREEMENT_FLOOR = 0.8
 
 
 class TinySeg(SegmentationModel):
