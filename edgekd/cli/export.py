@@ -115,19 +115,19 @@ def run(args: argparse.Namespace) -> int:
         raise EdgekdError(f"missing {' and '.join(missing)}; e.g. edgekd export student.safetensors --backend onnxruntime "
                           "--out artifacts/ (edgekd export --list-precisions shows the backends)")
 
-    from edgekd.export import export_checkpoint, read_manifest
+    from edgekd.export import ExportOptions, export_artifacts, read_manifest
 
     console = Console()
-    paths = export_checkpoint(
-        args.checkpoint, backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
+    opts = ExportOptions(
+        backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
         calib_size=args.calib_size, calib_split=args.calib_split, calib_method=args.calib_method, data_dir=args.data,
         data_split=args.data_split, parity_images=args.parity_images, parity_threshold=args.parity_threshold,
         input_size=args.input_size, dynamic_batch=args.dynamic_batch, force=args.force, arch=args.arch,
         num_classes=args.num_classes, keep_subnormals=args.keep_subnormals, exporter=args.exporter,
-        options=_options(args), log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"),
-        embed_pre_post=args.embed_pre_post, camera_size=args.camera_size, channel_order=args.channel_order,
-        class_map_size=args.class_map_size,
+        backend_options=_options(args), embed_pre_post=args.embed_pre_post, camera_size=args.camera_size,
+        channel_order=args.channel_order, class_map_size=args.class_map_size,
     )
+    paths = export_artifacts(args.checkpoint, opts, log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"))
     artifacts = [(path, read_manifest(path)) for path in paths]
     _print_summary(console, artifacts)
     failed = [path.name for path, manifest in artifacts if manifest["parity"].get("status") == "failed"]
