@@ -107,7 +107,8 @@ class Backend(ABC):
     export_group: str = ""
     #: Pre-flight checks ``edgekd doctor`` runs for this backend, by name (the doctor implements
     #: them: ``edgekd.doctor.BACKEND_CHECKS``): "tensorrt-ops", "coreml-ops", "openvino-compile",
-    #: "onnxruntime-session" on the ONNX graph, "mobile-artifact" on an exported artifact.
+    #: "onnxruntime-session" on the ONNX graph, "openvino-default-precision" on the device profile,
+    #: "mobile-artifact" on an exported artifact.
     doctor_checks: tuple[str, ...] = ()
     #: Whether the doctor checks an ONNX graph for it at all (False for eager PyTorch).
     doctor_graph: bool = True
@@ -138,8 +139,14 @@ class Backend(ABC):
         """Rewrite the artifact just exported into ``request.out_dir`` as the fused frame -> class-map
         graph (``--embed-pre-post``); returns manifest fields: ``io_contract`` and any the rewrite
         changed. Backends that can build one override this."""
-        raise UnsupportedOptionError(f"--embed-pre-post is not available for {self.name}; it is for onnxruntime, openvino, "
-                                     "tensorrt and coreml")
+        from edgekd.backends.registry import backends_where
+
+        raise UnsupportedOptionError(f"--embed-pre-post is not available for {self.name}; it is for "
+                                     f"{', '.join(backends_where(Backend.fuses_pre_post))}")
+
+    def fuses_pre_post(self) -> bool:
+        """Whether this backend builds fused frame -> class-map artifacts (it overrides ``embed_pre_post``)."""
+        return type(self).embed_pre_post is not Backend.embed_pre_post
 
     def parity_runs(self, precision: str) -> dict[str, dict[str, Any]]:
         """Named runtime-option sets to measure parity with; the first is the headline figure."""

@@ -148,7 +148,7 @@ def gate(fp32_model: Any, int8_model: Any, request: ExportRequest, quant: dict[s
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    doctor_checks = ("openvino-compile",)
+    doctor_checks = ("openvino-compile", "openvino-default-precision")
     doctor_needs = "openvino"
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "openvino"
