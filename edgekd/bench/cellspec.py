@@ -93,11 +93,8 @@ class CellSpec:
         if self.mode == "accuracy" and self.accuracy is None:
             raise EdgekdError("cell spec: mode 'accuracy' needs an 'accuracy' block (data, split, limit)")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (tuples as lists), every field spelled out."""
-        return json.loads(self.to_json())
-
     def to_json(self) -> str:
+        """Every field spelled out, tuples as lists: what ``from_json`` reads back into an equal spec."""
         return json.dumps(dataclasses.asdict(self), allow_nan=False)
 
     @classmethod
