@@ -40,3 +40,17 @@ def test_openvino_profile_check_runs_for_the_backend_that_declares_it() -> None:
     assert [f.code for f in _profile_checks(profile, None)] == ["openvino-default-precision"]
     assert [f.code for f in _profile_checks(profile, "openvino")] == ["openvino-default-precision"]
     assert _profile_checks(profile, "onnxruntime") == []
+
+
+def test_doctor_dynamic_shape_finding_says_what_the_backend_declares() -> None:
+    from test_doctor_graph import conv_model
+
+    from edgekd.doctor import graph
+
+    spatial = conv_model(input_shape=("N", 3, "H", "W"))
+    (ov,) = graph.check_dynamic(spatial, "openvino", "x86")
+    assert ov.severity == "warning" and ov.why_it_matters == get_backend("openvino").dynamic_shape_cost
+    assert "generic kernels" in ov.why_it_matters
+    (lite,) = graph.check_dynamic(spatial, "litert", "phone")  # declares nothing: the generic reason, an info
+    assert lite.severity == "info" and lite.why_it_matters == Backend.dynamic_shape_cost
+    assert backends_where(lambda b: b.runs_custom_onnx_domains) == ["onnxruntime"]

@@ -92,6 +92,9 @@ class Session(ABC):
 class Backend(ABC):
     name: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    #: Precisions the runtime can run an exported artifact in besides ``precisions`` (OpenVINO runs an
+    #: fp32 artifact in bf16 through its inference-precision hint); a device profile may list them.
+    runtime_precisions: tuple[str, ...] = ()
     pip_extra: str = ""
     #: True when export converts the shared ONNX graph (``ExportRequest.onnx_path``).
     needs_onnx: bool = False
@@ -114,6 +117,12 @@ class Backend(ABC):
     doctor_graph: bool = True
     #: Python module the graph checks need installed here (they are skipped, with a note, without it).
     doctor_needs: str | None = None
+    #: What a dynamic input shape costs on this runtime (the doctor's ``dynamic-shape`` finding), and
+    #: whether a dynamic H or W is a warning there (it is where the runtime tunes for one shape).
+    dynamic_shape_cost: str = "shapes not known at build time prevent static memory planning"
+    dynamic_spatial_warns: bool = False
+    #: Whether the runtime runs ops of non-standard ONNX domains (ONNX Runtime's own contrib ops).
+    runs_custom_onnx_domains: bool = False
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         """The device profile's ``runtime:`` block (``edgekd.profiles.RuntimeOptions``) as this backend's

@@ -211,7 +211,8 @@ def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | Non
             for check in get_backend(backend).doctor_checks:
                 findings += _graph_check(check, model, onnx_path, profile)
         findings += [Finding("info", "check-skipped", f"{b} is not installed here: its op-support check was skipped",
-                             "unsupported ops would only show on the device", f"pip install 'edgekd[{b}]' and re-run",
+                             "unsupported ops would only show on the device",
+                             f"pip install 'edgekd[{get_backend(b).pip_extra}]' and re-run",
                              device=profile.name) for b in skipped]
     elif onnx_path is not None and onnx_path.suffix == ".xml":
         findings += check_openvino(onnx_path, profile.name, local=profile.connection.type == "local", threads=profile.runtime.threads)
