@@ -34,7 +34,7 @@ def test_fused_request_is_kept(tmp_path) -> None:
     (dict(calib_method="median", precisions="int8"), "median"),
     (dict(backend_options={"coreml_weights": "x"}), "export option 'coreml_weights' does nothing for backends onnxruntime"),
     (dict(backend_options={"max_accuracy_drop": 1}), "add --precision int8"),
-    (dict(calib_size=0), r"--calib-size 0: .*at least 1"),
+    (dict(calib_size=0), r"calib_size 0: .*at least 1"),
     (dict(parity_images=-1), r"--parity-images -1: .*0 or more"),
     (dict(parity_threshold="high"), r"--parity-threshold 'high'"),
     (dict(num_classes=0), r"--num-classes 0"),
@@ -50,7 +50,7 @@ def test_bad_options_are_one_line_errors(tmp_path, kwargs, message) -> None:
 
 
 def test_keyword_wrapper_validates_the_same_way_and_writes_nothing(tmp_path) -> None:
-    with pytest.raises(EdgekdError, match="--calib-size 0"):
+    with pytest.raises(EdgekdError, match="calib_size 0"):
         export_checkpoint(tmp_path / "missing.safetensors", backends="torch", precisions="fp32", out_dir=tmp_path / "out",
                           calib_size=0)
     with pytest.raises(TypeError, match="calib_sise"):

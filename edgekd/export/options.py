@@ -140,7 +140,8 @@ class ExportOptions:
 
     def _check_counts(self) -> None:
         if isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < 1:
-            raise EdgekdError(f"--calib-size {self.calib_size!r}: give a whole number of calibration images, at least 1 (default 100)")
+            raise EdgekdError(f"calib_size {self.calib_size!r}: the number of calibration images must be a whole number, "
+                              "at least 1 (default 100)")
         if isinstance(self.parity_images, bool) or not isinstance(self.parity_images, int) or self.parity_images < 0:
             raise EdgekdError(f"--parity-images {self.parity_images!r}: give a whole number of images, 0 or more (0 skips parity)")
         if isinstance(self.parity_threshold, bool) or not isinstance(self.parity_threshold, (int, float)) \

@@ -1,13 +1,14 @@
 """What both training runs (``edgekd train`` and ``edgekd distill``) are built from.
 
-The config they share (``TrainConfig``; ``DistillConfig`` extends it), the seeded train loader,
-the checkpoint metadata, the per-epoch evaluator (val and the held-out split) and the DDP
-wrapper: one place, so a supervised baseline and a distilled student are trained, described and
+The seeded train loader, the checkpoint metadata, the per-epoch evaluator (val and the held-out
+split) and the DDP wrapper, over the config both share (``TrainConfig``; ``DistillConfig``
+extends it): one place, so a supervised baseline and a distilled student are trained, described and
 scored the same way.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -15,48 +16,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from edgekd.checkpoint import CheckpointMeta
 from edgekd.errors import EdgekdError
 from edgekd.evaluate import evaluate_model
-from edgekd.training.loop import LoopConfig
 from edgekd.training.runtime import Runtime, all_reduce_sum
 
-
-@dataclass
-class TrainConfig:
-    arch: str
-    data: str
-    out: str
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    schedule: str = "poly"
-    weight_decay: float = 1e-4
-    crop_size: tuple[int, int] = (360, 480)
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    eval_size: tuple[int, int] | None = None
-    val_images: int | None = None
-    seed: int = 0
-    workers: int = 0
-    resume: bool = False
-    force: bool = False
-    device: str = "auto"
-    max_steps_per_epoch: int | None = None
-    arch_kwargs: dict = field(default_factory=dict)
-    train_split: str = "train"
-    val_split: str = "val"
-    # A second validation set the model never trains on (e.g. a held-out drive: ``train:0006R0``),
-    # reported beside val every epoch as ``heldout_miou``.
-    heldout_split: str | None = None
-    # Fine-tuning a pretrained network: keep its BatchNorm statistics (small, augmented batches
-    # would overwrite them) and train only the affine parameters and the convolutions.
-    freeze_bn: bool = False
-    warmup_steps: int = 0
-
-    def loop_config(self) -> LoopConfig:
-        return LoopConfig(
-            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, schedule=self.schedule,
-            weight_decay=self.weight_decay, max_steps_per_epoch=self.max_steps_per_epoch,
-            freeze_bn=self.freeze_bn, warmup_steps=self.warmup_steps,
-        )
+if TYPE_CHECKING:  # the config both runs share lives with the supervised run; DistillConfig extends it
+    from edgekd.training.supervised import TrainConfig
 
 
 def train_loader(dataset, cfg, runtime: Runtime, sampler_type=DistributedSampler) -> DataLoader:

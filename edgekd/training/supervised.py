@@ -1,6 +1,7 @@
 """Supervised training of a teacher or a baseline student (cross-entropy with ignore index)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,49 @@ from torch.utils.data import Dataset, DistributedSampler
 from edgekd.checkpoint import refuse_overwrite
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
-from edgekd.training.loop import TrainOutcome, run_loop
-from edgekd.training.run_parts import TrainConfig, base_meta, make_evaluator, train_loader, wrap_ddp
+from edgekd.training.loop import LoopConfig, TrainOutcome, run_loop
+from edgekd.training.run_parts import base_meta, make_evaluator, train_loader, wrap_ddp
 from edgekd.training.runtime import Runtime, seed_everything, setup_runtime, sync_batchnorm
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str
+    out: str
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    schedule: str = "poly"
+    weight_decay: float = 1e-4
+    crop_size: tuple[int, int] = (360, 480)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    eval_size: tuple[int, int] | None = None
+    val_images: int | None = None
+    seed: int = 0
+    workers: int = 0
+    resume: bool = False
+    force: bool = False
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    arch_kwargs: dict = field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str = "val"
+    # A second validation set the model never trains on (e.g. a held-out drive: ``train:0006R0``),
+    # reported beside val every epoch as ``heldout_miou``.
+    heldout_split: str | None = None
+    # Fine-tuning a pretrained network: keep its BatchNorm statistics (small, augmented batches
+    # would overwrite them) and train only the affine parameters and the convolutions.
+    freeze_bn: bool = False
+    warmup_steps: int = 0
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(
+            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, schedule=self.schedule,
+            weight_decay=self.weight_decay, max_steps_per_epoch=self.max_steps_per_epoch,
+            freeze_bn=self.freeze_bn, warmup_steps=self.warmup_steps,
+        )
 
 
 def build_loaders(cfg: TrainConfig, runtime: Runtime):
