@@ -329,13 +329,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def _check_precisions_exportable(p: DeviceProfile, path: Path) -> None:
-    """A profile lists only precisions one of its backends can run: exported ones, plus bf16 where
-    OpenVINO runs (a listed precision that export refuses would send the user to a command that fails)."""
+    """A profile lists only precisions one of its backends can run: exported ones, plus those a runtime
+    runs an artifact in (``Backend.runtime_precisions``: bf16 where OpenVINO runs); a listed precision
+    that export refuses would send the user to a command that fails."""
     from edgekd.backends.registry import get_backend
 
-    supported = {prec for b in p.accepted_backends for prec in get_backend(b).precisions}
-    if "openvino" in p.accepted_backends:
-        supported.add("bf16")  # OpenVINO runs an fp32 artifact in bf16 through its inference-precision hint
+    supported = {prec for b in p.accepted_backends for prec in (*get_backend(b).precisions, *get_backend(b).runtime_precisions)}
     for prec in p.precisions:
         if prec in KNOWN_PRECISIONS and prec not in supported:
             raise ProfileError(f"{path}: precisions lists {prec!r}, which {' / '.join(p.accepted_backends)} cannot export; "

@@ -208,6 +208,19 @@ def test_pick_when_nothing_meets_the_budget(df):
     assert why["fastscnn-kd onnxruntime-fp32"] == "fps 30.5 < 100; p99 45.0 ms > 33.3 ms"
 
 
+def test_one_pick_per_measured_device_with_its_recorded_budget(df):
+    from edgekd.compare import pick_per_device
+
+    measured_devices = sorted(df[df.kind == "measurement"].device.unique())
+    picks = pick_per_device(df)
+    assert list(picks) == measured_devices and "jetson-orin-nano" not in picks  # estimates only: no pick
+    assert picks["host"].chosen["candidate"] == "lraspp-kd" and picks["host"].text() == pick_best(df[df.device == "host"]).text()
+    no_budget = df.assign(budget=None)
+    assert pick_per_device(no_budget, skip_without_budget=True) == {}  # the report leaves such devices out
+    with pytest.raises(EdgekdError, match="carry no real-time budget"):
+        pick_per_device(no_budget)
+
+
 def test_estimates_are_never_picked(df):
     pick = pick_best(df, budget_profile(30, 33.3, 4096, name="jetson-orin-nano"))
     assert pick.chosen is None and "no measured ok rows" in pick.reason

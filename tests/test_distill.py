@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,25 @@ def test_ce_only_run_needs_no_teacher_and_is_recorded_as_supervised(synthetic_ro
     assert "kd" not in meta.metrics
     with pytest.raises(EdgekdError, match="need a teacher"):
         distill(DistillConfig(arch="unet_tiny", data=str(synthetic_root), out=str(out), losses=["ce", "kd"], **SMALL))
+
+
+def test_run_stages_runs_in_order_and_summarises_each(monkeypatch, tmp_path):
+    """The recipe loop the CLI and scripts share: stages in order, one summary each, the callback per stage."""
+    from edgekd.training import recipe as recipe_module
+    from edgekd.training.loop import TrainOutcome
+    from edgekd.training.recipe import run_stages
+
+    ran, done = [], []
+
+    def fake_distill(cfg, progress=None):
+        ran.append(cfg.out)
+        return TrainOutcome(Path(cfg.out), 1, [{"epoch": 1, "val_miou": 0.5}], wall_s=2.0)
+
+    monkeypatch.setattr(recipe_module, "distill", fake_distill)
+    stages = [(n, DistillConfig(arch="unet_tiny", data="d", out=str(tmp_path / f"{n}.safetensors"), teachers=["t"]))
+              for n in ("ta", "s")]
+    summaries = run_stages(stages, on_stage_done=lambda name, outcome: done.append((name, outcome.checkpoint.name)))
+    assert ran == [str(tmp_path / "ta.safetensors"), str(tmp_path / "s.safetensors")]
+    assert done == [("ta", "ta.safetensors"), ("s", "s.safetensors")]
+    assert summaries[1] == {"stage": "s", "checkpoint": str(tmp_path / "s.safetensors"), "wall_s": 2.0,
+                            "last_epoch": {"epoch": 1, "val_miou": 0.5}}

@@ -40,7 +40,7 @@ def test_layout_and_manifest(tiny_ckpt, synthetic_root, tmp_path):
 
 
 def test_backend_precision_pairs(ckpt):
-    from edgekd.export.pipeline import plan_combinations
+    from edgekd.export.options import plan_combinations
 
     pairs = [(b.name, p) for b, p in plan_combinations("torch,onnxruntime:int8,openvino:fp16", "fp32")]
     assert pairs == [("torch", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp16")]

@@ -78,13 +78,15 @@ def test_openvino_fused_export_run_parity(tiny_ckpt, synthetic_root, tmp_path):
 def test_bench_cell_times_the_fused_frame(tiny_ckpt, synthetic_root, tmp_path):
     """The bench's e2e runs the fused artifact on the uint8 frame: no Python resize/normalise/argmax stage."""
     from edgekd.bench.cell import measure_cell
+    from edgekd.bench.cellspec import CellSpec
 
     (path,) = export_checkpoint(tiny_ckpt, backends="onnxruntime", precisions="fp32", out_dir=tmp_path, parity_images=0,
                                 embed_pre_post=True, camera_size="96x144", class_map_size="network")
     out: dict = {}
-    measure_cell({"artifact_dir": str(path), "runtime_options": {"threads": 1}, "camera_hw": list(CAMERA),
-                  "timing": {"duration_s": 0.2, "min_iters": 5, "tail_min_iters": 0}, "warmup": {"max_seconds": 0.5},
-                  "e2e": {"duration_s": 0.3}, "throughput_s": 0, "sensors": {}}, out)
+    spec = CellSpec.from_dict({"artifact_dir": str(path), "runtime_options": {"threads": 1}, "camera_hw": list(CAMERA),
+                               "timing": {"duration_s": 0.2, "min_iters": 5, "tail_min_iters": 0}, "warmup": {"max_seconds": 0.5},
+                               "e2e": {"duration_s": 0.3}, "throughput_s": 0, "sensors": {}})
+    measure_cell(spec, out)
     e2e = out["e2e"]
     assert e2e["fused"] is True and set(e2e["stages_ms_p50"]) == {"input", "inference", "upsample", "overlay"}
     assert e2e["camera_hw"] == list(CAMERA) and e2e["input_hw"] == [64, 96] and out["input_size"] == [64, 96]

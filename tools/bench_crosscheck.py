@@ -40,6 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from edgekd.core.host import load_average  # noqa: E402
 from edgekd.bench.process import LocalTarget  # noqa: E402
+from edgekd.bench.cellspec import CellSpec  # noqa: E402
+from edgekd.core.timing import LoopPolicy, WarmupPolicy  # noqa: E402
 
 BACKENDS = ("openvino", "onnxruntime")
 TARGET = (0.97, 1.03)
@@ -95,9 +97,8 @@ def harness(artifact: Path, backend: str, threads: int, seconds: float) -> dict[
     options: dict[str, Any] = {"threads": threads}
     if backend == "openvino":
         options.update(precision_hint="f32", performance_hint="LATENCY")
-    spec = {"mode": "cell", "artifact_dir": str(artifact), "runtime_options": options,
-            "timing": {"duration_s": seconds, "min_iters": 20, "tail_min_iters": 0}, "warmup": {"max_seconds": 3.0},
-            "throughput_s": 0, "sensors": {}}
+    spec = CellSpec(artifact_dir=str(artifact), runtime_options=options,
+                    timing=LoopPolicy(duration_s=seconds, min_iters=20, tail_min_iters=0), warmup=WarmupPolicy(max_seconds=3.0))
     timeout = 600 + 10 * seconds  # generous: a niced worker on a loaded 2-core machine gets little CPU
     outcome = LocalTarget().run_worker(spec, timeout_s=timeout)
     row = outcome.result or {}

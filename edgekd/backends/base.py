@@ -92,6 +92,9 @@ class Session(ABC):
 class Backend(ABC):
     name: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    #: Precisions the runtime can run an exported artifact in besides ``precisions`` (OpenVINO runs an
+    #: fp32 artifact in bf16 through its inference-precision hint); a device profile may list them.
+    runtime_precisions: tuple[str, ...] = ()
     pip_extra: str = ""
     #: True when export converts the shared ONNX graph (``ExportRequest.onnx_path``).
     needs_onnx: bool = False
@@ -107,12 +110,19 @@ class Backend(ABC):
     export_group: str = ""
     #: Pre-flight checks ``edgekd doctor`` runs for this backend, by name (the doctor implements
     #: them: ``edgekd.doctor.BACKEND_CHECKS``): "tensorrt-ops", "coreml-ops", "openvino-compile",
-    #: "onnxruntime-session" on the ONNX graph, "mobile-artifact" on an exported artifact.
+    #: "onnxruntime-session" on the ONNX graph, "openvino-default-precision" on the device profile,
+    #: "mobile-artifact" on an exported artifact.
     doctor_checks: tuple[str, ...] = ()
     #: Whether the doctor checks an ONNX graph for it at all (False for eager PyTorch).
     doctor_graph: bool = True
     #: Python module the graph checks need installed here (they are skipped, with a note, without it).
     doctor_needs: str | None = None
+    #: What a dynamic input shape costs on this runtime (the doctor's ``dynamic-shape`` finding), and
+    #: whether a dynamic H or W is a warning there (it is where the runtime tunes for one shape).
+    dynamic_shape_cost: str = "shapes not known at build time prevent static memory planning"
+    dynamic_spatial_warns: bool = False
+    #: Whether the runtime runs ops of non-standard ONNX domains (ONNX Runtime's own contrib ops).
+    runs_custom_onnx_domains: bool = False
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         """The device profile's ``runtime:`` block (``edgekd.profiles.RuntimeOptions``) as this backend's
@@ -138,8 +148,14 @@ class Backend(ABC):
         """Rewrite the artifact just exported into ``request.out_dir`` as the fused frame -> class-map
         graph (``--embed-pre-post``); returns manifest fields: ``io_contract`` and any the rewrite
         changed. Backends that can build one override this."""
-        raise UnsupportedOptionError(f"--embed-pre-post is not available for {self.name}; it is for onnxruntime, openvino, "
-                                     "tensorrt and coreml")
+        from edgekd.backends.registry import backends_where
+
+        raise UnsupportedOptionError(f"--embed-pre-post is not available for {self.name}; it is for "
+                                     f"{', '.join(backends_where(Backend.fuses_pre_post))}")
+
+    def fuses_pre_post(self) -> bool:
+        """Whether this backend builds fused frame -> class-map artifacts (it overrides ``embed_pre_post``)."""
+        return type(self).embed_pre_post is not Backend.embed_pre_post
 
     def parity_runs(self, precision: str) -> dict[str, dict[str, Any]]:
         """Named runtime-option sets to measure parity with; the first is the headline figure."""

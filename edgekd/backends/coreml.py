@@ -116,6 +116,9 @@ def spec_check(path: Path) -> dict[str, Any]:
 class CoreMLBackend(Backend):
     name = "coreml"
     doctor_checks = ("coreml-ops",)
+    dynamic_shape_cost = ("with range-flexible shapes Core ML runs on the Neural Engine only at the default shape; other shapes "
+                          "run on the GPU or CPU (Apple, developer.apple.com/forums/thread/724930)")
+    dynamic_spatial_warns = True
     precisions = ("fp32", "fp16")
     pip_extra = "coreml"
     runtime_options = {"compute_units": f"{', '.join(COMPUTE_UNITS)} (default: the one recorded at export)"}

@@ -111,6 +111,8 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     doctor_checks = ("onnxruntime-session",)
     doctor_needs = "onnxruntime"
+    dynamic_shape_cost = "ONNX Runtime cannot pre-plan memory for dynamic shapes (small cost on CPU)"
+    runs_custom_onnx_domains = True
     precisions = ("fp32", "int8")
     pip_extra = "onnxruntime"
     needs_onnx = True

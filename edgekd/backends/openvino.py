@@ -148,8 +148,11 @@ def gate(fp32_model: Any, int8_model: Any, request: ExportRequest, quant: dict[s
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    doctor_checks = ("openvino-compile",)
+    doctor_checks = ("openvino-compile", "openvino-default-precision")
     doctor_needs = "openvino"
+    dynamic_shape_cost = "the OpenVINO CPU plugin compiles dynamic shapes to generic kernels and re-plans memory per call"
+    dynamic_spatial_warns = True
+    runtime_precisions = ("bf16",)  # an fp32 artifact under INFERENCE_PRECISION_HINT bf16
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "openvino"
     needs_onnx = True

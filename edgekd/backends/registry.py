@@ -7,6 +7,7 @@ this registry never pulls in OpenVINO, coremltools or TensorRT.
 from __future__ import annotations
 
 import importlib
+from typing import Callable
 
 from edgekd.backends.base import Backend
 from edgekd.errors import EdgekdError
@@ -31,6 +32,12 @@ class UnknownBackendError(EdgekdError):
 def list_backends() -> list[str]:
     """Every backend name edgekd knows, available here or not."""
     return list(_BACKENDS)
+
+
+def backends_where(test: Callable[[Backend], bool]) -> list[str]:
+    """Names of the backends ``test`` accepts (e.g. those that read an export option), in registry order:
+    lists in help texts and errors come from the backends' own declarations, never a copy of them."""
+    return [name for name in _BACKENDS if test(get_backend(name))]
 
 
 def nearest(name: str, valid: list[str]) -> str:

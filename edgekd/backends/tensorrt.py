@@ -160,6 +160,9 @@ def build_engine_from_recipe(artifact_dir: Path, cache_dir: Path = DEFAULT_CACHE
 class TensorRTBackend(Backend):
     name = "tensorrt"
     doctor_checks = ("tensorrt-ops",)
+    dynamic_shape_cost = ("TensorRT builds the engine for an optimisation profile (min/opt/max) and tunes kernels for the opt "
+                          "shape only; every other shape runs slower kernels")
+    dynamic_spatial_warns = True
     precisions = ("fp32", "fp16", "int8")
     pip_extra = "tensorrt"
     needs_onnx = True

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekd.bench.cellspec import CellSpec
 from edgekd.bench.process import OnStage, WorkerOutcome
 from edgekd.errors import EdgekdError
 from edgekd.profiles import Connection
@@ -150,9 +151,9 @@ class AdbTarget:
     def map_path(self, path: Path) -> str:
         return self.paths.get(str(Path(path).resolve()), str(path))
 
-    def run_worker(self, spec: dict[str, Any], timeout_s: float, on_stage: OnStage | None = None) -> WorkerOutcome:
+    def run_worker(self, spec: CellSpec, timeout_s: float, on_stage: OnStage | None = None) -> WorkerOutcome:
         """Run one cell with the device tool; an unreachable device or missing tool is an ``unavailable`` row."""
-        backend = spec.get("backend") or ""
+        backend = spec.backend or ""
         host = {"connection": "adb", "serial": self.serial}
         if self.unavailable:
             return WorkerOutcome({"status": "unavailable", "error": self.unavailable, "host": host}, 0, "", False, 0.0)
@@ -162,13 +163,13 @@ class AdbTarget:
             return WorkerOutcome({"status": "unavailable", "error": str(err), "host": host}, 0, "", False, 0.0)
         return WorkerOutcome({"status": "ok", "error": None, "host": host, **result}, 0, "", False, 0.0)
 
-    def _run_tool(self, spec: dict[str, Any], backend: str, timeout_s: float, on_stage: OnStage | None) -> dict[str, Any]:
+    def _run_tool(self, spec: CellSpec, backend: str, timeout_s: float, on_stage: OnStage | None) -> dict[str, Any]:
         if backend not in TOOLS:
             raise AdbError(f"{backend!r} artifacts do not run on an Android device here; export litert or executorch")
         model_file, _ = TOOLS[backend]
-        remote_dir = spec["artifact_dir"]
-        runs = max(int(spec.get("timing", {}).get("min_iters", 50)), 1)
-        threads = (spec.get("runtime_options") or {}).get("threads")
+        remote_dir = spec.artifact_dir
+        runs = max(spec.timing.min_iters, 1)
+        threads = spec.runtime_options.get("threads")
         command = tool_command(backend, self.connection, f"{remote_dir}/{model_file}", threads, runs, warmup=10)
         log = f"{remote_dir}/result.txt"
         if on_stage:

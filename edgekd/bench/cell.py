@@ -8,9 +8,9 @@ it), neither of which is part of the deployed latency pipeline.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from edgekd.bench import memory, thermal
 from edgekd.core import host, timing
 from edgekd.core import manifest as core_manifest
+from edgekd.bench.cellspec import AccuracySpec, CellSpec, SensorSpec, SustainedSpec
 from edgekd.bench.e2e import FramePipeline, FusedFramePipeline, camera_paced, fused_contract, measure_e2e, synthetic_frame
 from edgekd.bench.finite import check_finite
 from edgekd.bench.power import EnergyMeter, make_energy_meter
@@ -82,7 +83,7 @@ def _describe(session: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _throughput(session: Any, backend_name: str, artifact_dir: Path, spec: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
+def _throughput(session: Any, backend_name: str, artifact_dir: Path, spec: CellSpec, x: np.ndarray) -> dict[str, Any]:
     """Pipelined FPS through the session's async API, where the backend offers one.
 
     A latency-tuned session runs one stream, so its async FPS is the sync FPS again; when the
@@ -94,23 +95,23 @@ def _throughput(session: Any, backend_name: str, artifact_dir: Path, spec: dict[
                                        "pipelined throughput not measured"}
     from edgekd.backends.registry import get_backend
 
-    options = dict(spec.get("runtime_options", {}))
+    options = dict(spec.runtime_options)
     tp_session, note = session, "the latency session"
     if "performance_hint" in get_backend(backend_name).runtime_options and options.get("performance_hint") != "THROUGHPUT":
         options.pop("num_streams", None)
         tp_session = load_session(artifact_dir, backend_name, {**options, "performance_hint": "THROUGHPUT"})
         note = "a second session with performance_hint=THROUGHPUT (streams and requests chosen by the runtime)"
-    result = tp_session.run_async_throughput(x, float(spec["throughput_s"]))
+    result = tp_session.run_async_throughput(x, spec.throughput_s)
     out = dict(result) if isinstance(result, dict) else {"fps": float(result)}
     return {**out, "session": note}
 
 
-def _sustained(step, sync, spec: dict[str, Any], meter: EnergyMeter, thermal_on: bool) -> dict[str, Any]:
+def _sustained(step, sync, spec: SustainedSpec, meter: EnergyMeter, thermal_on: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def on_window(index: int, samples: np.ndarray, seconds: float) -> None:
         energy = meter.end(len(samples))
-        temps = _temperatures({"thermal_zones": thermal_on})
+        temps = _temperatures(SensorSpec(thermal_zones=thermal_on))
         stats = timing.summarize(samples)
         rows.append({
             "index": index, "seconds": seconds, "frames": int(samples.size), "fps": samples.size / seconds,
@@ -121,11 +122,11 @@ def _sustained(step, sync, spec: dict[str, Any], meter: EnergyMeter, thermal_on:
         meter.begin()
 
     meter.begin()
-    timing.windows(step, sync, float(spec["seconds"]), float(spec["window_s"]), on_window)
+    timing.windows(step, sync, spec.seconds, spec.window_s, on_window)
     first, last = rows[0], rows[-1]
     temps = [r["temp_max_c"] for r in rows if r["temp_max_c"] is not None]
     return {
-        "seconds": float(spec["seconds"]), "window_s": float(spec["window_s"]), "windows": rows,
+        "seconds": spec.seconds, "window_s": spec.window_s, "windows": rows,
         "fps_first": first["fps"], "fps_last": last["fps"], "throttle_ratio": last["fps"] / first["fps"],
         "p90_first_ms": first["p90_ms"], "p90_last_ms": last["p90_ms"],
         "rss_first_mb": first["rss_mb"], "rss_last_mb": last["rss_mb"], "rss_growth_mb": last["rss_mb"] - first["rss_mb"],
@@ -134,31 +135,31 @@ def _sustained(step, sync, spec: dict[str, Any], meter: EnergyMeter, thermal_on:
     }
 
 
-def _temperatures(sensors: dict[str, Any]) -> dict[str, Any]:
-    if not sensors.get("thermal_zones"):
+def _temperatures(sensors: SensorSpec) -> dict[str, Any]:
+    if not sensors.thermal_zones:
         return {"temperatures_c": None, "reason": "the device profile lists no thermal zones"}
     return thermal.read_thermal_zones()
 
 
-def _accuracy(session: Any, spec: dict[str, Any], hw: tuple[int, int], manifest: dict[str, Any]) -> dict[str, Any]:
+def _accuracy(session: Any, spec: AccuracySpec, hw: tuple[int, int], manifest: dict[str, Any]) -> dict[str, Any]:
     from edgekd.bench.accuracy import evaluate_fused, evaluate_session, open_split
 
-    dataset = open_split(spec["data"], spec.get("split", "val"))
+    dataset = open_split(spec.data, spec.split)
     contract = fused_contract(manifest)
     if contract:
-        return evaluate_fused(session, contract, dataset, limit=spec.get("limit"))
+        return evaluate_fused(session, contract, dataset, limit=spec.limit)
     return evaluate_session(session.run, session.sync, dataset, input_hw=hw, normalization=manifest["normalization"],
-                            limit=spec.get("limit"))
+                            limit=spec.limit)
 
 
-def measure_cell(spec: dict[str, Any], out: dict[str, Any]) -> None:
+def measure_cell(spec: CellSpec, out: dict[str, Any]) -> None:
     """Fill ``out`` with the record's measured parts; exceptions propagate to the worker's handler
     (``out`` keeps what was measured before, so a failed row still shows how far it got)."""
-    artifact_dir = Path(spec["artifact_dir"])
+    artifact_dir = Path(spec.artifact_dir)
     manifest = read_manifest(artifact_dir)
-    hw, batch = input_hw(manifest, spec.get("input_size"))
+    hw, batch = input_hw(manifest, spec.input_size)
     out.update(input_size=list(hw), batch=batch, model_mb=model_mb(artifact_dir, manifest))
-    sensors = spec.get("sensors", {})
+    sensors = spec.sensors
     out["thermal"] = {"start": _temperatures(sensors)}
     mem: dict[str, Any] = {"baseline_rss_mb": memory.current_rss_mb()}
     out["memory"] = mem
@@ -170,10 +171,9 @@ def measure_cell(spec: dict[str, Any], out: dict[str, Any]) -> None:
             check_finite(np.asarray(session.run(np.array(x))), "the model's output on a camera frame")
         out["first_inference_ms"] = timing.first_call_ms(step, session.sync)
         stage("warmup")
-        warm = timing.warm_up(step, session.sync, timing.WarmupPolicy(**spec.get("warmup", {})))
-        out["warmup"] = {**warm.__dict__, "policy": spec.get("warmup", {})}
-        meter = make_energy_meter(bool(sensors.get("rapl")), bool(sensors.get("tegrastats")),
-                                  int(sensors.get("tegrastats_interval_ms", 100)))
+        warm = timing.warm_up(step, session.sync, spec.warmup)
+        out["warmup"] = {**warm.__dict__, "policy": asdict(spec.warmup)}
+        meter = make_energy_meter(sensors.rapl, sensors.tegrastats, sensors.tegrastats_interval_ms)
         try:
             _timed(step, session, spec, out, meter)
             _frames(pipeline, frame, spec, out)
@@ -181,29 +181,29 @@ def measure_cell(spec: dict[str, Any], out: dict[str, Any]) -> None:
                        ru_maxrss_mb=memory.ru_maxrss_mb(), **memory.gpu_memory())
             mem["model_rss_mb"] = mem["peak_rss_mb"] - mem["baseline_rss_mb"]
             out["peak_memory_mb"] = mem["peak_rss_mb"]
-            if spec.get("sustained"):
+            if spec.sustained:
                 stage("sustained")
-                out["sustained"] = _sustained(step, session.sync, spec["sustained"], meter, bool(sensors.get("thermal_zones")))
+                out["sustained"] = _sustained(step, session.sync, spec.sustained, meter, sensors.thermal_zones)
         finally:
             meter.close()
         out["throughput"] = {"fps": None, "reason": "not requested (--throughput 0)"}
-        if spec.get("throughput_s"):
+        if spec.throughput_s:
             stage("throughput")
             out["throughput"] = _throughput(session, manifest["backend"], artifact_dir, spec, x)
     out["thermal"]["end"] = _temperatures(sensors)
-    if spec.get("accuracy"):
+    if spec.accuracy:
         stage("accuracy")
-        out["accuracy"] = _accuracy(session, spec["accuracy"], hw, manifest)
+        out["accuracy"] = _accuracy(session, spec.accuracy, hw, manifest)
 
 
-def _pipeline(session: Any, manifest: dict[str, Any], hw: tuple[int, int], batch: int, spec: dict[str, Any],
+def _pipeline(session: Any, manifest: dict[str, Any], hw: tuple[int, int], batch: int, spec: CellSpec,
               out: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, Any]:
     """(frame pipeline, camera frame, the bound model input, the timed step) for this artifact.
 
     The timed step is ``session.bind(x)``: one inference on the input buffer the pre-processing
     fills, output left in the runtime's buffer (docs/bench.md, "the timed region"). The e2e
     pipeline runs the same bound step. A fused artifact takes the uint8 camera frame itself."""
-    camera_hw = tuple(spec.get("camera_hw") or hw)
+    camera_hw = tuple(spec.camera_hw or hw)
     contract = fused_contract(manifest)
     if contract:
         frame_hw = tuple(int(v) for v in contract["input"]["shape"][1:3])
@@ -233,32 +233,32 @@ def _pipeline(session: Any, manifest: dict[str, Any], hw: tuple[int, int], batch
     return pipeline, frame, x, step
 
 
-def _load(artifact_dir: Path, manifest: dict[str, Any], spec: dict[str, Any], out: dict[str, Any]) -> Any:
+def _load(artifact_dir: Path, manifest: dict[str, Any], spec: CellSpec, out: dict[str, Any]) -> Any:
     stage("load")
     t0 = time.perf_counter_ns()
-    session = load_session(artifact_dir, manifest["backend"], spec.get("runtime_options", {}))
+    session = load_session(artifact_dir, manifest["backend"], spec.runtime_options)
     out["load_s"] = (time.perf_counter_ns() - t0) / 1e9
     out["backend"] = _describe(session, manifest)
     return session
 
 
-def _frames(pipeline: FramePipeline, frame: np.ndarray, spec: dict[str, Any], out: dict[str, Any]) -> None:
+def _frames(pipeline: FramePipeline, frame: np.ndarray, spec: CellSpec, out: dict[str, Any]) -> None:
     """End-to-end frames back to back, then camera-paced frames at the device's FPS."""
-    if spec.get("e2e"):
+    if spec.e2e:
         stage("e2e")
-        out["e2e"] = measure_e2e(pipeline, frame, duration_s=float(spec["e2e"]["duration_s"]))
-    if spec.get("paced"):
+        out["e2e"] = measure_e2e(pipeline, frame, duration_s=spec.e2e.duration_s)
+    if spec.paced:
         stage("paced")
-        p = spec["paced"]
-        out["paced"] = camera_paced(pipeline, frame, target_fps=float(p["target_fps"]),
-                                    deadline_ms=float(p["deadline_ms"]), duration_s=float(p["duration_s"]))
+        p = spec.paced
+        out["paced"] = camera_paced(pipeline, frame, target_fps=p.target_fps,
+                                    deadline_ms=p.deadline_ms, duration_s=p.duration_s)
 
 
-def _timed(step, session: Any, spec: dict[str, Any], out: dict[str, Any], meter: EnergyMeter) -> None:
+def _timed(step, session: Any, spec: CellSpec, out: dict[str, Any], meter: EnergyMeter) -> None:
     stage("timed")
     load_start, cpu_start = host.load_average(), host.cpu_times()
     meter.begin()
-    samples, stopped_by = timing.timed_loop(step, session.sync, timing.LoopPolicy(**spec.get("timing", {})))
+    samples, stopped_by = timing.timed_loop(step, session.sync, spec.timing)
     out["energy"] = meter.end(len(samples))
     cpu = host.other_cpu_load(cpu_start, host.cpu_times())
     stats = timing.summarize(samples)
@@ -272,11 +272,11 @@ def _timed(step, session: Any, spec: dict[str, Any], out: dict[str, Any], meter:
                                "normalisation and argmax inside the graph, the uint8 class map read in place, sync included")
 
 
-def measure_accuracy_only(spec: dict[str, Any], out: dict[str, Any]) -> None:
+def measure_accuracy_only(spec: CellSpec, out: dict[str, Any]) -> None:
     """The FP32 reference job: accuracy of one artifact, nothing timed."""
-    artifact_dir = Path(spec["artifact_dir"])
+    artifact_dir = Path(spec.artifact_dir)
     manifest = read_manifest(artifact_dir)
-    hw, _ = input_hw(manifest, spec.get("input_size"))
-    session = load_session(artifact_dir, manifest["backend"], spec.get("runtime_options", {}))
+    hw, _ = input_hw(manifest, spec.input_size)
+    session = load_session(artifact_dir, manifest["backend"], spec.runtime_options)
     out["backend"] = _describe(session, manifest)
-    out["accuracy"] = {**_accuracy(session, spec["accuracy"], hw, manifest), "artifact": str(artifact_dir)}
+    out["accuracy"] = {**_accuracy(session, spec.accuracy, hw, manifest), "artifact": str(artifact_dir)}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgekd.bench.cellspec import CellSpec
 from edgekd.bench.worker import RESULT_MARKER
 
 STAGE_MARKER = "EDGEKD_STAGE "
@@ -61,7 +62,7 @@ def _read_stderr(stream, tail: collections.deque, on_stage: OnStage | None) -> N
             tail.append(line.rstrip("\n"))
 
 
-def run_worker_process(cmd: list[str], spec: dict[str, Any], timeout_s: float, *, on_stage: OnStage | None = None,
+def run_worker_process(cmd: list[str], spec: CellSpec, timeout_s: float, *, on_stage: OnStage | None = None,
                        env: dict[str, str] | None = None) -> WorkerOutcome:
     """Start ``cmd``, send ``spec``, wait at most ``timeout_s``; never raises for the worker's own failures."""
     t0 = time.perf_counter()
@@ -74,7 +75,7 @@ def run_worker_process(cmd: list[str], spec: dict[str, Any], timeout_s: float, *
     for t in readers:
         t.start()
     try:
-        proc.stdin.write(json.dumps(spec))
+        proc.stdin.write(spec.to_json())
         proc.stdin.close()
     except BrokenPipeError:
         pass
@@ -120,7 +121,7 @@ class LocalTarget:
     def map_path(self, path: Path) -> str:
         return str(Path(path).resolve())
 
-    def run_worker(self, spec: dict[str, Any], timeout_s: float, on_stage: OnStage | None = None) -> WorkerOutcome:
+    def run_worker(self, spec: CellSpec, timeout_s: float, on_stage: OnStage | None = None) -> WorkerOutcome:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env["PYTHONUNBUFFERED"] = "1"

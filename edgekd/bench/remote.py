@@ -13,8 +13,8 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
+from edgekd.bench.cellspec import CellSpec
 from edgekd.bench.process import REPO_ROOT, OnStage, WorkerOutcome, run_worker_process
 from edgekd.errors import EdgekdError
 from edgekd.profiles import Connection, check_ssh_host, check_ssh_options
@@ -120,7 +120,7 @@ class SshTarget:
             raise RemoteError(f"{local} was not pushed to {self.describe()} (a harness bug: prepare() first)")
         return self.paths[local]
 
-    def run_worker(self, spec: dict[str, Any], timeout_s: float, on_stage: OnStage | None = None) -> WorkerOutcome:
+    def run_worker(self, spec: CellSpec, timeout_s: float, on_stage: OnStage | None = None) -> WorkerOutcome:
         src = shlex.quote(f"{self.workdir}/src")
         remote = (f"cd {shlex.quote(self.workdir)} && PYTHONPATH={src} PYTHONUNBUFFERED=1 "
                   f"exec {shlex.quote(self.connection.python)} -m edgekd.bench.worker --timeout {int(timeout_s) + 5}")

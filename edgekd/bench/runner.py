@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 from edgekd import __version__
 from edgekd.bench.accuracy import add_reference_delta
+from edgekd.bench.cellspec import AccuracySpec, CellSpec, E2ESpec, PacedSpec, SensorSpec, SustainedSpec
 from edgekd.bench.plan import MANIFEST, Cell, candidate_block, discover_artifacts, find_reference, plan_cells
 from edgekd.bench.process import REPO_ROOT, LocalTarget, WorkerOutcome
 from edgekd.core.budget import Budget, budget_checks
+from edgekd.core.timing import LoopPolicy, WarmupPolicy
 from edgekd.errors import EdgekdError
 from edgekd.paths import cache_dir
 from edgekd.profiles import DeviceProfile, runtime_options_for
@@ -125,24 +127,22 @@ def budget_block(record: dict[str, Any], profile: DeviceProfile) -> dict[str, An
     }
 
 
-def build_spec(cell: Cell, profile: DeviceProfile, opts: BenchOptions, target: Any) -> dict[str, Any]:
+def build_spec(cell: Cell, profile: DeviceProfile, opts: BenchOptions, target: Any) -> CellSpec:
+    """What the worker measures for ``cell``: the profile's runtime options, camera and budgets, ``opts``' durations."""
     cam, rt = profile.camera, profile.real_time
-    spec: dict[str, Any] = {
-        "mode": "cell", "backend": cell.backend, "artifact_dir": target.map_path(cell.artifact_dir),
-        "runtime_options": runtime_options_for(profile, cell.backend), "input_size": list(cell.input_size),
-        "camera_hw": [cam.height, cam.width],
-        "timing": {"duration_s": opts.duration_s, "min_iters": opts.min_iters, "hard_limit_s": max(120.0, 6 * opts.duration_s)},
-        "warmup": {"window": opts.warmup_window, "cv_threshold": opts.warmup_cv, "max_seconds": opts.warmup_max_s},
-        "e2e": {"duration_s": opts.e2e_s} if opts.e2e_s > 0 else None,
-        "paced": {"target_fps": rt.target_fps, "deadline_ms": 1000.0 / rt.target_fps, "duration_s": opts.paced_s}
-        if opts.paced_s > 0 else None,
-        "throughput_s": opts.throughput_s,
-        "sustained": {"seconds": opts.sustained_s, "window_s": opts.window_s} if opts.sustained_s > 0 else None,
-        "sensors": asdict(profile.sensors),
-    }
-    if opts.data:
-        spec["accuracy"] = {"data": target.map_path(opts.data), "split": opts.split, "limit": opts.accuracy_images}
-    return spec
+    accuracy = AccuracySpec(target.map_path(opts.data), opts.split, opts.accuracy_images) if opts.data else None
+    return CellSpec(
+        mode="cell", backend=cell.backend, artifact_dir=target.map_path(cell.artifact_dir),
+        runtime_options=runtime_options_for(profile, cell.backend), input_size=tuple(cell.input_size),
+        camera_hw=(cam.height, cam.width),
+        timing=LoopPolicy(duration_s=opts.duration_s, min_iters=opts.min_iters, hard_limit_s=max(120.0, 6 * opts.duration_s)),
+        warmup=WarmupPolicy(window=opts.warmup_window, cv_threshold=opts.warmup_cv, max_seconds=opts.warmup_max_s),
+        e2e=E2ESpec(opts.e2e_s) if opts.e2e_s > 0 else None,
+        paced=PacedSpec(rt.target_fps, 1000.0 / rt.target_fps, opts.paced_s) if opts.paced_s > 0 else None,
+        throughput_s=opts.throughput_s,
+        sustained=SustainedSpec(opts.sustained_s, opts.window_s) if opts.sustained_s > 0 else None,
+        sensors=SensorSpec(**asdict(profile.sensors)), accuracy=accuracy,
+    )
 
 
 def assemble(run_id: str, cell: Cell, profile: DeviceProfile, target: Any, outcome: WorkerOutcome, timeout_s: float,
@@ -207,8 +207,8 @@ def _references(cells: list[Cell], opts: BenchOptions, cache_path: Path, reporte
                           "made from its checkpoint file (missing, changed or not exportable here); export one with --backend torch"}
         else:
             reporter.stage(f"FP32 reference accuracy ({ref_dir.parent.name})")
-            spec = {"mode": "accuracy", "artifact_dir": str(ref_dir), "runtime_options": {},
-                    "accuracy": {"data": str(Path(opts.data).resolve()), "split": opts.split, "limit": opts.accuracy_images}}
+            spec = CellSpec(mode="accuracy", artifact_dir=str(ref_dir),
+                            accuracy=AccuracySpec(str(Path(opts.data).resolve()), opts.split, opts.accuracy_images))
             outcome = local.run_worker(spec, opts.timeout_s(), reporter.stage)
             res = outcome.result or {}
             acc = res.get("accuracy")

@@ -1,6 +1,6 @@
 """``python -m edgekd.bench.worker [--spec FILE] [--timeout S]``: measure one cell in this fresh process.
 
-The spec (JSON, on stdin unless ``--spec`` names a file) says which artifact, runtime options and
+The spec (a ``CellSpec`` as JSON, on stdin unless ``--spec`` names a file) says which artifact, runtime options and
 measurement budgets; the result comes back on stdout as one line ``EDGEKD_RESULT {json}`` (anything
 else a runtime prints on stdout is ignored by the runner), progress as ``EDGEKD_STAGE name`` lines
 on stderr. The same module runs locally and on a remote device over ssh, so it imports nothing
@@ -18,19 +18,21 @@ import traceback
 from typing import Any
 
 from edgekd.backends.base import BackendUnavailable
+from edgekd.bench.cellspec import CellSpec
 from edgekd.core.host import host_facts, load_average
+from edgekd.errors import EdgekdError
 from edgekd.results.schema import clean_json
 
 RESULT_MARKER = "EDGEKD_RESULT "
 
 
-def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+def run_spec(spec: CellSpec) -> dict[str, Any]:
     """Measure what ``spec`` asks; never raises for a cell's own failure (it is reported in the result)."""
     from edgekd.bench.cell import measure_accuracy_only, measure_cell
 
     out: dict[str, Any] = {"host": host_facts(), "status": "ok", "error": None}
     try:
-        if spec.get("mode", "cell") == "accuracy":
+        if spec.mode == "accuracy":
             measure_accuracy_only(spec, out)
         else:
             measure_cell(spec, out)
@@ -56,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.timeout > 0 and hasattr(signal, "alarm"):
         signal.alarm(args.timeout)
     text = open(args.spec, encoding="utf-8").read() if args.spec else sys.stdin.read()
-    spec = json.loads(text)
-    result = run_spec(spec)
+    try:
+        spec = CellSpec.from_json(text)
+    except EdgekdError as err:  # a runner/worker mismatch: a failed row that says which key
+        result = {"host": host_facts(), "status": "failed", "error": str(err)}
+    else:
+        result = run_spec(spec)
     sys.stdout.write(RESULT_MARKER + json.dumps(clean_json(result), allow_nan=False) + "\n")
     sys.stdout.flush()
     return 0

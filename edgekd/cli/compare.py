@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from edgekd.compare import compare_results, make_plots, pick_best
+    from edgekd.compare import compare_results, make_plots, pick_per_device
     from edgekd.compare.format import print_terminal, render
-    from edgekd.compare.table import measured, sort_table
+    from edgekd.compare.table import sort_table
 
     df = compare_results(args.results, device=args.device)
     err = Console(stderr=True)
@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pick:
         # With a machine-readable --format the pick goes to stderr so stdout stays parseable.
         console = Console(width=250) if args.format == "table" else err
-        rows = measured(df)
-        for device in sorted(rows["device"].dropna().unique()):
-            console.print(pick_best(rows[rows["device"] == device]).text(), soft_wrap=True, markup=False, highlight=False)
+        for pick in pick_per_device(df).values():
+            console.print(pick.text(), soft_wrap=True, markup=False, highlight=False)
     if args.plots:
         for path in make_plots(df, args.plots):
             err.print(f"plot: {path}", markup=False)

@@ -81,8 +81,7 @@ def print_loss_catalogue() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekd.training.distill import distill
-    from edgekd.training.recipe import load_recipe
+    from edgekd.training.recipe import load_recipe, run_stages
 
     from edgekd.training.runtime import is_main_process
 
@@ -90,15 +89,15 @@ def run(args: argparse.Namespace) -> int:
         print_loss_catalogue()
         return 0
     stages = load_recipe(args.recipe) if args.recipe else [("main", _config_from_args(args))]
-    summaries = []
     main = is_main_process()  # under torchrun only rank 0 shows progress and prints the outcome
+
+    def done(name: str, outcome) -> None:
+        last = outcome.history[-1] if outcome.history else {}
+        if main and not args.json:
+            print(f"[{name}] wrote {outcome.checkpoint} in {outcome.wall_s:.1f} s; val mIoU {100.0 * last.get('val_miou', float('nan')):.2f} %")
+
     with progress_bar(main and not args.no_progress and not args.json) as progress:
-        for name, cfg in stages:
-            outcome = distill(cfg, progress=progress)
-            last = outcome.history[-1] if outcome.history else {}
-            summaries.append({"stage": name, "checkpoint": str(outcome.checkpoint), "wall_s": outcome.wall_s, "last_epoch": last})
-            if main and not args.json:
-                print(f"[{name}] wrote {outcome.checkpoint} in {outcome.wall_s:.1f} s; val mIoU {100.0 * last.get('val_miou', float('nan')):.2f} %")
+        summaries = run_stages(stages, progress=progress, on_stage_done=done)
     if main and args.json:
         print_json(summaries)
     return 0

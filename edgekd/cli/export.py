@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import argparse
 
+from edgekd.backends.registry import backends_where, list_backends
+
 NAME = "export"
-HELP = "Export a checkpoint for ONNX Runtime, OpenVINO, Core ML, TensorRT (recipe) or PyTorch, with parity against FP32."
+HELP = f"Export a checkpoint for {', '.join(list_backends())} (TensorRT: a recipe), with parity against FP32."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="edgekd .safetensors checkpoint, or a third-party .pt/.pth state dict with --arch")
     p.add_argument("--list-precisions", action="store_true", help="print the precisions each backend exports (and whether it is installed) and exit")
     p.add_argument("--backend", default=None,
-                   help="comma-separated: torch, onnxruntime, openvino, coreml, tensorrt; NAME:PRECISION pins one pair")
+                   help=f"comma-separated: {', '.join(list_backends())}; NAME:PRECISION pins one pair")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16, int8 (default fp32)")
     p.add_argument("--out", default=None, help="output root (required); artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/ "
                    "(with several --input-size: <backend>-<precision>-<H>x<W>/)")
@@ -37,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ONNX exporter: torchscript (opset 17, default: widest converter support) or dynamo (opset 20)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
-    g = p.add_argument_group("pre/post-processing inside the graph (ONNX Runtime, OpenVINO, Core ML, TensorRT)")
+    from edgekd.backends.base import Backend
+
+    g = p.add_argument_group(f"pre/post-processing inside the graph ({', '.join(backends_where(Backend.fuses_pre_post))})")
     g.add_argument("--embed-pre-post", action="store_true",
                    help="the artifact takes the camera's uint8 HxWx3 frame and returns the uint8 class map: resize, "
                         "normalisation and argmax inside the graph; written to <backend>-<precision>-fused/")
@@ -45,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel-order", default="rgb", help="channel order of the camera frames: rgb (default) | bgr (OpenCV)")
     g.add_argument("--class-map-size", default="network",
                    help="network (default: class map at the network's input size) | camera (resized back, nearest)")
-    g = p.add_argument_group("INT8 (ONNX Runtime, OpenVINO)")
+    gated = backends_where(lambda b: "max_accuracy_drop" in b.export_options)
+    g = p.add_argument_group(f"INT8 ({', '.join(gated)})")
     g.add_argument("--max-accuracy-drop", default=None, metavar="POINTS|off",
                    help="INT8 accuracy gate: max mIoU drop in points vs FP32 on the parity images (default 1%% of the FP32 mIoU; "
                         "'off' = plain PTQ); no configuration meeting it → error, no artifact")
@@ -115,19 +120,19 @@ def run(args: argparse.Namespace) -> int:
         raise EdgekdError(f"missing {' and '.join(missing)}; e.g. edgekd export student.safetensors --backend onnxruntime "
                           "--out artifacts/ (edgekd export --list-precisions shows the backends)")
 
-    from edgekd.export import export_checkpoint, read_manifest
+    from edgekd.export import ExportOptions, export_artifacts, read_manifest
 
     console = Console()
-    paths = export_checkpoint(
-        args.checkpoint, backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
+    opts = ExportOptions(
+        backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
         calib_size=args.calib_size, calib_split=args.calib_split, calib_method=args.calib_method, data_dir=args.data,
         data_split=args.data_split, parity_images=args.parity_images, parity_threshold=args.parity_threshold,
         input_size=args.input_size, dynamic_batch=args.dynamic_batch, force=args.force, arch=args.arch,
         num_classes=args.num_classes, keep_subnormals=args.keep_subnormals, exporter=args.exporter,
-        options=_options(args), log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"),
-        embed_pre_post=args.embed_pre_post, camera_size=args.camera_size, channel_order=args.channel_order,
-        class_map_size=args.class_map_size,
+        backend_options=_options(args), embed_pre_post=args.embed_pre_post, camera_size=args.camera_size,
+        channel_order=args.channel_order, class_map_size=args.class_map_size,
     )
+    paths = export_artifacts(args.checkpoint, opts, log=lambda message: console.print(f"[dim]{escape(message)}[/dim]"))
     artifacts = [(path, read_manifest(path)) for path in paths]
     _print_summary(console, artifacts)
     failed = [path.name for path, manifest in artifacts if manifest["parity"].get("status") == "failed"]

@@ -5,10 +5,10 @@ Library entry points (the CLI and ``edgekd demo`` call these):
 ``make_plots(df, out_dir) -> list[Path]``; the HTML report is ``edgekd.report.write_report``.
 The plotting names are imported on first use, so a table-only run does not load matplotlib.
 """
-from edgekd.compare.select import Pick, pareto_front, pick_best
+from edgekd.compare.select import Pick, pareto_front, pick_best, pick_per_device
 from edgekd.compare.table import Budget, compare_results
 
-__all__ = ["Budget", "Pick", "Plot", "compare_results", "make_plots", "pareto_front", "pick_best", "render_plots"]
+__all__ = ["Budget", "Pick", "Plot", "compare_results", "make_plots", "pareto_front", "pick_best", "pick_per_device", "render_plots"]
 _PLOTS = ("Plot", "make_plots", "render_plots")
 
 

@@ -199,3 +199,18 @@ def _closest(device: str, budget: Budget, rows: pd.DataFrame, failures: list) ->
     reason = (f"no candidate meets the budget; closest: {row_label(near)} ({_figures(near)}), which misses by "
               f"{100 * gaps.min():.0f}% on its weakest figure ({'; '.join(misses)})")
     return Pick(device, budget, None, reason, _plain(near.to_dict()), tuple(failures))
+
+
+def pick_per_device(df: pd.DataFrame, *, skip_without_budget: bool = False) -> dict[str, Pick]:
+    """``pick_best`` on each device's measured rows with the budget those rows recorded, by device name.
+
+    A device whose rows carry no budget raises (``edgekd compare --pick``), or is left out with
+    ``skip_without_budget`` (the HTML report, which shows picks only where a budget was measured)."""
+    rows = df[df["kind"] == MEASUREMENT] if not df.empty else df
+    picks: dict[str, Pick] = {}
+    for device in (sorted(rows["device"].dropna().unique()) if not rows.empty else []):
+        group = rows[rows["device"] == device]
+        if skip_without_budget and not any(isinstance(b, Mapping) for b in group["budget"]):
+            continue
+        picks[str(device)] = pick_best(group, None)
+    return picks

@@ -19,6 +19,12 @@ from edgekd.errors import EdgekdError
 
 Log = Callable[[str], None]
 DEFAULT_DEVICES = ("host",)
+#: The pre-flight checks a backend can declare (``Backend.doctor_checks``), by where they run: on the
+#: ONNX graph (``_graph_check``), on the device profile, on an exported artifact folder.
+GRAPH_CHECKS = ("tensorrt-ops", "coreml-ops", "openvino-compile", "onnxruntime-session")
+PROFILE_CHECKS = ("openvino-default-precision",)
+ARTIFACT_CHECKS = ("mobile-artifact",)
+BACKEND_CHECKS = GRAPH_CHECKS + PROFILE_CHECKS + ARTIFACT_CHECKS
 
 __all__ = ["DoctorReport", "Finding", "SEVERITIES", "check_weights", "flush_subnormals", "run_doctor"]
 
@@ -174,7 +180,17 @@ def _graph_check(name: str, model: Any, onnx_path: Path, profile: Any) -> list[F
         return check_openvino(onnx_path, profile.name, local=profile.connection.type == "local", threads=profile.runtime.threads)
     if name == "onnxruntime-session":
         return check_onnxruntime(onnx_path, profile.name)
-    return []  # artifact-level checks ("mobile-artifact") run in _doctor_artifact
+    return []  # profile checks run in _device_checks, artifact checks ("mobile-artifact") in _doctor_artifact
+
+
+def _profile_checks(profile: Any, only_backend: str | None) -> list[Finding]:
+    """The profile-level checks of ``only_backend`` (of every backend when None; each check looks at
+    whether the profile runs its backend)."""
+    from edgekd.backends.registry import get_backend, list_backends
+    from edgekd.doctor.precision import check_openvino_default
+
+    declared = {c for b in ([only_backend] if only_backend else list_backends()) for c in get_backend(b).doctor_checks}
+    return check_openvino_default(profile) if "openvino-default-precision" in declared else []
 
 
 def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | None, log: Log) -> list[Finding]:
@@ -182,7 +198,6 @@ def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | Non
     from edgekd.doctor import graph
     from edgekd.backends.registry import get_backend
     from edgekd.doctor.graph_runtime import check_openvino
-    from edgekd.doctor.precision import check_openvino_default
     from edgekd.doctor.shapes import activation_memory, check_camera, check_memory
 
     findings = check_camera(profile)
@@ -196,13 +211,12 @@ def _device_checks(onnx_path: Path | None, profile: Any, only_backend: str | Non
             for check in get_backend(backend).doctor_checks:
                 findings += _graph_check(check, model, onnx_path, profile)
         findings += [Finding("info", "check-skipped", f"{b} is not installed here: its op-support check was skipped",
-                             "unsupported ops would only show on the device", f"pip install 'edgekd[{b}]' and re-run",
+                             "unsupported ops would only show on the device",
+                             f"pip install 'edgekd[{get_backend(b).pip_extra}]' and re-run",
                              device=profile.name) for b in skipped]
     elif onnx_path is not None and onnx_path.suffix == ".xml":
         findings += check_openvino(onnx_path, profile.name, local=profile.connection.type == "local", threads=profile.runtime.threads)
-    if only_backend in (None, "openvino"):
-        findings += check_openvino_default(profile)
-    return findings
+    return findings + _profile_checks(profile, only_backend)
 
 
 def _doctor_artifact(folder: Path, profiles: list[Any], log: Log) -> DoctorReport:

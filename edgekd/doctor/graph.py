@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgekd.backends.registry import get_backend
 from edgekd.doctor.findings import Finding
 
 # ONNX ops the TensorRT 10.x ONNX parser does not support (onnx-tensorrt docs/operators.md, "N" rows).
@@ -70,15 +71,9 @@ def check_dynamic(model: Any, backend: str, device: str) -> list[Finding]:
         return []
     spatial = any(any(not isinstance(d, int) for d in dims[1:]) for dims in dyn.values())
     shown = ", ".join(f"{k} {v}" for k, v in dyn.items())
-    why = {
-        "tensorrt": "TensorRT builds the engine for an optimisation profile (min/opt/max) and tunes kernels for the opt shape "
-                    "only; every other shape runs slower kernels",
-        "coreml": "with range-flexible shapes Core ML runs on the Neural Engine only at the default shape; other shapes run "
-                  "on the GPU or CPU (Apple, developer.apple.com/forums/thread/724930)",
-        "openvino": "the OpenVINO CPU plugin compiles dynamic shapes to generic kernels and re-plans memory per call",
-        "onnxruntime": "ONNX Runtime cannot pre-plan memory for dynamic shapes (small cost on CPU)",
-    }.get(backend, "shapes not known at build time prevent static memory planning")
-    severity = "warning" if spatial and backend in ("tensorrt", "coreml", "openvino") else "info"
+    runtime = get_backend(backend)
+    why = runtime.dynamic_shape_cost
+    severity = "warning" if spatial and runtime.dynamic_spatial_warns else "info"
     return [Finding(severity, "dynamic-shape", f"dynamic input dimension(s) for {backend}: {shown}", why,
                     "export with a fixed input size (edgekd export --input-size HxW, without --dynamic-batch); "
                     "for Core ML use enumerated shapes if several sizes are needed", device=device,
@@ -87,7 +82,7 @@ def check_dynamic(model: Any, backend: str, device: str) -> list[Finding]:
 
 def check_custom_domains(model: Any, backend: str, device: str) -> list[Finding]:
     custom = [n for n in model.graph.node if n.domain not in ("", "ai.onnx")]
-    if not custom or backend == "onnxruntime":
+    if not custom or get_backend(backend).runs_custom_onnx_domains:
         return []
     ops = sorted({f"{n.domain}::{n.op_type}" for n in custom})
     return [Finding("error", "custom-domain-op", f"{len(custom)} node(s) from non-standard ONNX domains: {', '.join(ops)}",

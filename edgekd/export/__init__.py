@@ -1,6 +1,7 @@
 """Export: checkpoints → per-backend artifacts with a manifest and parity (see docs/export.md).
 
-``export_checkpoint`` writes artifacts, ``read_manifest`` reads one, ``load_artifact`` opens one
+``export_artifacts(checkpoint, ExportOptions(...))`` writes artifacts (``export_checkpoint`` takes the
+options as keywords), ``read_manifest`` reads one, ``load_artifact`` opens one
 as a :class:`~edgekd.backends.base.Session` through the backend its manifest names.
 """
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any
 
 from edgekd.backends.base import Session
 from edgekd.export.manifest import read_manifest
-from edgekd.export.pipeline import PRECISIONS, export_checkpoint
+from edgekd.export.options import PRECISIONS, ExportOptions
+from edgekd.export.pipeline import export_artifacts, export_checkpoint
 from edgekd.input_sizes import parse_input_size
 
 
@@ -24,4 +26,4 @@ def load_artifact(artifact_dir: str | os.PathLike, **runtime_options: Any) -> Se
     return get_backend(manifest["backend"]).load(Path(artifact_dir), **runtime_options)
 
 
-__all__ = ["PRECISIONS", "export_checkpoint", "load_artifact", "parse_input_size", "read_manifest"]
+__all__ = ["PRECISIONS", "ExportOptions", "export_artifacts", "export_checkpoint", "load_artifact", "parse_input_size", "read_manifest"]

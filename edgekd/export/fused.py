@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.backends.base import Backend, BackendUnavailable
 from edgekd.backends.prepost import CHANNEL_ORDERS, CLASS_MAP_SIZES, FrameContract
+from edgekd.backends.registry import backends_where
 from edgekd.errors import EdgekdError
 
 
@@ -43,10 +44,10 @@ def check_embed(request: EmbedRequest, backends: list[Backend], dynamic_batch: b
         raise EdgekdError(f"--class-map-size {request.class_map_at!r} is not one of {', '.join(CLASS_MAP_SIZES)}")
     if dynamic_batch:
         raise EdgekdError("--embed-pre-post takes one camera frame per call: drop --dynamic-batch")
-    unable = [b.name for b in backends if type(b).embed_pre_post is Backend.embed_pre_post]
+    unable = [b.name for b in backends if not b.fuses_pre_post()]
     if unable:
-        raise EdgekdError(f"--embed-pre-post is not available for {', '.join(unable)}; it is for onnxruntime, openvino, "
-                          "tensorrt and coreml — export those separately without it")
+        raise EdgekdError(f"--embed-pre-post is not available for {', '.join(unable)}; it is for "
+                          f"{', '.join(backends_where(Backend.fuses_pre_post))} — export those separately without it")
     return request
 
 

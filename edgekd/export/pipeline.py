@@ -19,82 +19,22 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest
-from edgekd.backends.calibration import check_method
 from edgekd.backends.int8_budget import AccuracyGateError
-from edgekd.backends.onnx_export import EXPORTERS, INPUT_NAME, OUTPUT_NAME, export_onnx
-from edgekd.backends.registry import get_backend, list_backends, nearest
+from edgekd.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from edgekd.errors import EdgekdError
 from edgekd.backends.prepost import FOLDER_SUFFIX
 from edgekd.export.temporaries import WORK_PREFIX, missing_ancestors, clean_stale_temporaries
-from edgekd.export.fused import EmbedRequest, check_embed, fused_parity_block, manifest_fields
+from edgekd.export.fused import EmbedRequest, fused_parity_block, manifest_fields
 from edgekd.export.inputs import ImageSample, load_sample
 from edgekd.export.manifest import build_manifest, write_manifest
+from edgekd.export.options import ExportOptions
 from edgekd.export.weights import count_subnormals, flush_subnormals, nonfinite_weights
-from edgekd.input_sizes import check_input_size, format_size, parse_input_size, parse_input_sizes
+from edgekd.input_sizes import check_input_size, format_size, parse_input_size
 from edgekd.metrics import check_class_count
-from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
+from edgekd.parity import DEFAULT_THRESHOLD, compare, reference_logits, run_session, skipped, unavailable
 from edgekd.qat import export_qdq_onnx, float_copy, is_qat
 
-PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_CALIB_SIZE = 100
-PIPELINE_OPTIONS = {"calib_method": "INT8 calibration method", "onnx_simplify": "simplify the ONNX graph with onnxslim (default True)",
-                    "opset": "ONNX opset (default: the exporter's, 17 for torchscript, 20 for dynamo)"}
 Log = Callable[[str], None]
-
-
-def parse_names(value: str | list[str] | tuple[str, ...], what: str, valid: list[str]) -> list[str]:
-    """``"a,b"`` or a list → validated, de-duplicated names; unknown ones get the nearest match."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = list(dict.fromkeys(v.strip().lower() for v in items if v.strip()))
-    if not names:
-        raise EdgekdError(f"no {what} given; choose from {', '.join(valid)}")
-    for name in names:
-        if name not in valid:
-            raise EdgekdError(f"unknown {what} {name!r}{nearest(name, valid)}; valid {what}s: {', '.join(valid)}")
-    return names
-
-
-def plan_combinations(backends: Any, precisions: Any) -> list[tuple[Backend, str]]:
-    """Every (backend, precision) pair; any pair a backend cannot make is an error, never skipped.
-
-    A backend written ``name:precision`` (e.g. ``onnxruntime:int8``) is that one pair; a bare
-    name is paired with every precision in ``precisions``.
-    """
-    items = backends.split(",") if isinstance(backends, str) else list(backends)
-    wanted = parse_names(precisions, "precision", list(PRECISIONS))
-    pairs: list[tuple[str, str]] = []
-    for item in (i.strip() for i in items if i.strip()):
-        name, _, fixed = item.partition(":")
-        (backend_name,) = parse_names([name], "backend", list_backends())
-        for precision in parse_names([fixed], "precision", list(PRECISIONS)) if fixed else wanted:
-            if (backend_name, precision) not in pairs:
-                pairs.append((backend_name, precision))
-    if not pairs:
-        raise EdgekdError(f"no backend given; choose from {', '.join(list_backends())}")
-    bad = [f"{b} {p}" for b, p in pairs if p not in get_backend(b).precisions]
-    if bad:
-        supported = "; ".join(f"{b}: {', '.join(get_backend(b).precisions)}" for b in dict.fromkeys(b for b, _ in pairs))
-        raise EdgekdError(f"unsupported precision for this backend: {', '.join(bad)}. Supported — {supported}. "
-                          "Drop that precision or pair backends with precisions, e.g. --backend torch:fp32,onnxruntime:int8")
-    return [(get_backend(b), p) for b, p in pairs]
-
-
-def check_options(options: dict[str, Any], combos: list[tuple[Backend, str]]) -> dict[str, Any]:
-    """Refuse export options no chosen backend reads (an ignored option would change nothing silently)."""
-    backends = {b.name: b for b, _ in combos}
-    known = {**PIPELINE_OPTIONS, **{k: v for b in backends.values() for k, v in b.export_options.items()}}
-    for key in options:
-        if key not in known:
-            owners = [n for n in list_backends() if key in get_backend(n).export_options]
-            where = f"it applies to {', '.join(owners)}, not chosen here" if owners else f"known: {', '.join(sorted(known))}"
-            raise EdgekdError(f"export option {key!r} does nothing for backends {', '.join(backends)} ({where})")
-    if options.get("max_accuracy_drop") is not None and not any(p == "int8" for _, p in combos):
-        raise EdgekdError("--max-accuracy-drop controls INT8 quantisation; add --precision int8")
-    if options.get("max_accuracy_drop") is not None:
-        from edgekd.backends.int8_budget import check_budget
-
-        options["max_accuracy_drop"] = check_budget(options["max_accuracy_drop"])
-    return options
 
 
 @dataclass
@@ -131,17 +71,15 @@ class _Context:
     nonfinite: str = ""  # why the weights are unusable (NaN/Inf), or ""
 
 
-def export_checkpoint(
-    checkpoint: str | os.PathLike, *, backends: str | list[str], precisions: str | list[str], out_dir: str | os.PathLike,
-    calib_dir: str | os.PathLike | None = None, calib_size: int = DEFAULT_CALIB_SIZE, calib_split: str = "train",
-    calib_method: str = "auto", data_dir: str | os.PathLike | None = None, data_split: str = "val",
-    parity_images: int = DEFAULT_IMAGES, parity_threshold: float = DEFAULT_THRESHOLD,
-    input_size: str | tuple[int, int] | None = None, dynamic_batch: bool = False, force: bool = False,
-    arch: str | None = None, num_classes: int | None = None, keep_subnormals: bool = False, exporter: str = "torchscript",
-    options: dict[str, Any] | None = None, log: Log | None = None, embed_pre_post: bool = False,
-    camera_size: str | tuple[int, int] | None = None, channel_order: str = "rgb", class_map_size: str = "network",
-) -> list[Path]:
-    """Export ``checkpoint`` for every (backend, precision); returns the artifact folders written.
+def export_checkpoint(checkpoint: str | os.PathLike, *, options: dict[str, Any] | None = None, log: Log | None = None,
+                      **kwargs: Any) -> list[Path]:
+    """``export_artifacts(checkpoint, ExportOptions(...))`` from keywords (the ``ExportOptions`` fields;
+    ``options`` is its ``backend_options``), for scripts and tests that call it with keywords."""
+    return export_artifacts(checkpoint, ExportOptions(backend_options=dict(options or {}), **kwargs), log=log)
+
+
+def export_artifacts(checkpoint: str | os.PathLike, opts: ExportOptions, *, log: Log | None = None) -> list[Path]:
+    """Export ``checkpoint`` for every (backend, precision) of ``opts``; returns the artifact folders written.
 
     Artifacts go to ``<out_dir>/<checkpoint stem>/<backend>-<precision>/``; with several input sizes
     (``"360x480,240x320"``) to ``<backend>-<precision>-<H>x<W>/``, one per size. INT8 calibrates on
@@ -153,28 +91,17 @@ def export_checkpoint(
     """
     log = log or (lambda message: None)
     checkpoint = Path(checkpoint)
-    combos = plan_combinations(backends, precisions)
-    options = check_options({k: v for k, v in (options or {}).items() if v is not None}, combos)
-    method = check_method(options.get("calib_method", calib_method))
-    int8 = any(p == "int8" for _, p in combos)
-    if int8:
-        options["calib_method"] = method
-    if exporter not in EXPORTERS:
-        raise EdgekdError(f"unknown ONNX exporter {exporter!r}{nearest(exporter, list(EXPORTERS))}; use one of {', '.join(EXPORTERS)}")
-    if int8 and calib_dir is None and not _is_qat(checkpoint, arch):
+    combos, options, sizes, embed, int8 = opts.combos, dict(opts.options), opts.sizes, opts.embed, opts.int8
+    if int8 and opts.calib_dir is None and not _is_qat(checkpoint, opts.arch):
         raise EdgekdError("INT8 needs real calibration images: pass --calib DIR (a dataset folder with a "
-                          f"{calib_split!r} split); edgekd never calibrates on random noise")
-    root = Path(out_dir) / checkpoint.stem
-    sizes = parse_input_sizes(input_size)
-    embed = check_embed(EmbedRequest(parse_input_size(camera_size), channel_order, class_map_size),
-                        [b for b, _ in combos], dynamic_batch) if embed_pre_post else None
-    if embed is None and (camera_size is not None or str(channel_order).lower() != "rgb" or class_map_size != "network"):
-        raise EdgekdError("--camera-size, --channel-order and --class-map-size describe a fused artifact; add --embed-pre-post")
+                          f"{opts.calib_split!r} split); edgekd never calibrates on random noise")
+    root = Path(opts.out_dir) / checkpoint.stem
     fused = FOLDER_SUFFIX if embed else ""
     suffixes = [f"-{format_size(s)}" for s in sizes] if len(sizes) > 1 else [""]
-    _refuse_existing([root / f"{b.name}-{p}{x}{fused}" for x in suffixes for b, p in combos], force)
-    ctx = _prepare(checkpoint, arch, num_classes, sizes[0] if sizes else None, dynamic_batch, keep_subnormals, options, root, log)
-    ctx.parity_threshold, ctx.embed = parity_threshold, embed
+    _refuse_existing([root / f"{b.name}-{p}{x}{fused}" for x in suffixes for b, p in combos], opts.force)
+    ctx = _prepare(checkpoint, opts.arch, opts.num_classes, sizes[0] if sizes else None, opts.dynamic_batch,
+                   opts.keep_subnormals, options, root, log)
+    ctx.parity_threshold, ctx.embed = opts.parity_threshold, embed
     notes = {s: check_input_size(ctx.reference_model, s, ctx.output_stride, ctx.meta["arch"]) for s in sizes[1:]}
     created = missing_ancestors(root)  # --out and the checkpoint folder, when this call makes them
     root.mkdir(parents=True, exist_ok=True)
@@ -190,11 +117,12 @@ def export_checkpoint(
                     if ctx.size_note:
                         log(ctx.size_note)
                 ctx.folder_suffix, ctx.size_sweep = suffix, [format_size(s) for s in sizes] if suffix else None
-                _load_images(ctx, combos, calib_dir, calib_size, calib_split, data_dir, data_split, parity_images, log)
+                _load_images(ctx, combos, opts.calib_dir, opts.calib_size, opts.calib_split, opts.data_dir, opts.data_split,
+                             opts.parity_images, log)
                 if any(b.needs_onnx for b, _ in combos):
                     ctx.onnx_path = work / f"model{suffix}.onnx"
-                    log(f"ONNX export ({exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
-                    ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=dynamic_batch, exporter=exporter,
+                    log(f"ONNX export ({opts.exporter}) at {ctx.input_size[0]}x{ctx.input_size[1]}")
+                    ctx.onnx_info = export_onnx(ctx.model, ctx.input_size, ctx.onnx_path, dynamic_batch=opts.dynamic_batch, exporter=opts.exporter,
                                                 opset=options.get("opset"), simplify=bool(options.get("onnx_simplify", True)))
                 if ctx.qat_model is not None and int8:
                     ctx.qat_onnx_path = work / f"model{suffix}-qat-qdq.onnx"

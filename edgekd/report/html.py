@@ -21,7 +21,7 @@ from edgekd.compare.page import CSS, page, table_page  # noqa: F401  (table_page
 from edgekd.compare.page import wrap as _wrap
 from edgekd.compare.load import ESTIMATE, MEASUREMENT, flatten, load_records, run_manifests
 from edgekd.compare.plots import Plot, render_plots
-from edgekd.compare.select import Pick, pick_best
+from edgekd.compare.select import Pick, pick_per_device
 from edgekd.compare.table import build_table
 from edgekd.report.environment import environment_table
 
@@ -82,12 +82,7 @@ def _device_plots(plots: Iterable[Plot], device: str) -> list[Plot]:
 
 
 def _picks(df: pd.DataFrame) -> dict[str, Pick]:
-    picks = {}
-    measured = df[(df["kind"] == MEASUREMENT)] if not df.empty else df
-    for device, group in (measured.groupby("device") if not measured.empty else []):
-        if any(isinstance(b, dict) for b in group["budget"]):
-            picks[str(device)] = pick_best(group, None)
-    return picks
+    return pick_per_device(df, skip_without_budget=True)
 
 
 def _header(sources: Sequence[Any], n_records: int, df: pd.DataFrame) -> str:

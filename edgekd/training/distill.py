@@ -23,8 +23,9 @@ from edgekd.training.augment import JointAugment, PhotometricAugment, cutmix
 from edgekd.training.class_balance import check_method, class_weights_for
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
+from edgekd.training.run_parts import base_meta, make_evaluator, train_loader, wrap_ddp
 from edgekd.training.runtime import Runtime, barrier, seed_everything, setup_runtime, sync_batchnorm
-from edgekd.training.supervised import TrainConfig, base_meta, make_evaluator, train_loader, wrap_ddp
+from edgekd.training.supervised import TrainConfig
 from edgekd.training.teacher_cache import build_or_open_cache
 from edgekd.training.teacher_tta import TeacherTTA, tta_logits
 

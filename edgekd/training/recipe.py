@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from edgekd.errors import EdgekdError, yaml_error_text
-from edgekd.training.distill import DistillConfig
+from edgekd.training.distill import DistillConfig, distill
+from edgekd.training.loop import TrainOutcome
 
 _TUPLE_FIELDS = {"crop_size", "scale_range", "eval_size", "image_size"}
 _ALLOWED = {f.name for f in fields(DistillConfig)} - {"arch"} | {"student"}
@@ -81,3 +82,19 @@ def load_recipe(path: str | Path) -> list[tuple[str, DistillConfig]]:
         outputs[name] = cfg.out
         result.append((name, cfg))
     return result
+
+
+def run_stages(stages: list[tuple[str, DistillConfig]], *, progress: Any = None,
+               on_stage_done: Callable[[str, TrainOutcome], None] | None = None) -> list[dict[str, Any]]:
+    """Distil each (name, config) stage in order (``load_recipe``'s output: a later stage may take an
+    earlier one's checkpoint as its teacher); one summary per stage: name, checkpoint, seconds, last epoch.
+
+    ``on_stage_done(name, outcome)`` runs as each stage ends (the CLI prints its line there)."""
+    summaries = []
+    for name, cfg in stages:
+        outcome = distill(cfg, progress=progress)
+        last = outcome.history[-1] if outcome.history else {}
+        summaries.append({"stage": name, "checkpoint": str(outcome.checkpoint), "wall_s": outcome.wall_s, "last_epoch": last})
+        if on_stage_done is not None:
+            on_stage_done(name, outcome)
+    return summaries
