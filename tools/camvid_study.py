@@ -176,7 +176,7 @@ def train_in_parallel(args) -> None:
     common = ["--out", str(args.out), "--camvid", str(args.camvid), "--teacher", str(args.teacher), "--teacher-arch",
               args.teacher_arch, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
               "--crop", "x".join(map(str, args.crop)), "--scale", *map(str, args.scale),
-              "--eval-size", "x".join(map(str, args.eval_size)), "--seed", str(args.seed), "--threads", "1",
+              "--eval-input-size", "x".join(map(str, args.eval_size)), "--seed", str(args.seed), "--threads", "1",
               "--stages", "train", "--cache-speedup-steps", "0"]
     children = []
     for i, share in enumerate(s for s in shares if s):
@@ -227,7 +227,7 @@ def export_all(args) -> None:
             log(args.out, f"skip export of {ckpt.stem}: not fully trained yet (run the train stage)")
             continue
         t0 = time.perf_counter()
-        edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-size", "100",
+        edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-images", "100",
                    "--data", str(args.camvid), "--parity-images", "8", "--out", str(args.out / "artifacts"), "--force")
         log(args.out, f"exported {ckpt.stem} in {time.perf_counter() - t0:.0f} s")
 

@@ -68,9 +68,9 @@ RUNS: dict[str, dict] = {
     "espnet_kd": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "kd"], "epochs": 20, "extra": ["--freeze-bn", "--temperature", "1"]},
     "espnet_dist": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "dist(tau=1):1"], "epochs": 20, "extra": ["--freeze-bn"]},
     "cgnet240_ce": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce"], "epochs": 8,
-                    "extra": ["--student-size", "240x320", "--lr", "5e-5"]},
+                    "extra": ["--student-input-size", "240x320", "--lr", "5e-5"]},
     "cgnet240_kd": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce", "kd"], "epochs": 8,
-                    "extra": ["--student-size", "240x320", "--lr", "5e-5", "--temperature", "1"]},
+                    "extra": ["--student-input-size", "240x320", "--lr", "5e-5", "--temperature", "1"]},
 }
 # Pruned CGNets (stage ``prune``), recovered from the unpruned parent: logit KD + feature KD on stage 3
 # (1x1 adapter where the pruned width differs) vs CE only. SGD-free like the fine-tunes above.
