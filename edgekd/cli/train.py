@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--schedule", choices=["poly", "cosine"], default="poly")
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--crop-size", type=size_arg, default=(360, 480), help="training crop HxW (default 360x480)")
+    p.add_argument("--crop-size", type=size_arg, default=None, metavar="HxW",
+                   help="training crop (default 360x480, or the train images' size when they are smaller)")
     add_renamed_argument(p, "--eval-input-size", "--eval-size", type=size_arg, default=None, metavar="HxW",
                          help="run the model at HxW for the per-epoch validation, logits scored at the label size "
                               "(default: the images' native size)")
