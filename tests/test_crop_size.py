@@ -56,3 +56,22 @@ def test_distill_warns_about_a_crop_larger_than_image_size(synthetic_root, tiny_
     from edgekd.checkpoint import read_meta
 
     assert read_meta(tmp_path / "d.safetensors").trained_with["augment"]["crop_size"] == [48, 64]  # kept as asked
+
+
+def test_an_unreadable_first_image_leaves_the_crop_to_the_loader(tmp_path):
+    from types import SimpleNamespace
+
+    from edgekd.data import DataError
+    from edgekd.training.crop import apply_crop_size, first_image_hw
+
+    class Broken:
+        def __len__(self):
+            return 1
+
+        def read_pair(self, index):
+            raise DataError("train_00000.png is not a readable image")
+
+    assert first_image_hw(Broken()) is None
+    cfg = SimpleNamespace(crop_size=None)
+    apply_crop_size(cfg, None)
+    assert cfg.crop_size == DEFAULT_CROP

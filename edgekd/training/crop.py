@@ -39,10 +39,29 @@ def resolve_crop_size(crop_size: tuple[int, int] | None, image_hw: tuple[int, in
                       f"pass --crop-size {fit[0]}x{fit[1]} (or omit it)")
 
 
-def apply_crop_size(cfg, image_hw: tuple[int, int], what: str = "train images") -> None:
-    """Set ``cfg.crop_size`` from :func:`resolve_crop_size`, printing its line once (main process only)."""
+def first_image_hw(dataset) -> tuple[int, int] | None:
+    """The size of the split's first image, or None when it cannot be read (or the split is empty).
+
+    The probe is advisory: an unreadable image is left for the loader to report, with the context
+    it gives (which worker read it), rather than raised here a step earlier in another form.
+    """
+    from edgekd.errors import EdgekdError
+
+    try:
+        return tuple(dataset.read_pair(0)[0].shape[:2]) if len(dataset) else None
+    except EdgekdError:
+        return None
+
+
+def apply_crop_size(cfg, image_hw: tuple[int, int] | None, what: str = "train images") -> None:
+    """Set ``cfg.crop_size`` from :func:`resolve_crop_size`, printing its line once (main process only).
+
+    ``image_hw`` None (size unknown): the given crop, else the default, unchecked."""
     from edgekd.training.runtime import is_main_process
 
+    if image_hw is None:
+        cfg.crop_size = tuple(cfg.crop_size) if cfg.crop_size is not None else DEFAULT_CROP
+        return
     cfg.crop_size, line = resolve_crop_size(cfg.crop_size, image_hw, what)
     if line and is_main_process():
         print(line, file=sys.stderr)

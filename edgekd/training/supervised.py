@@ -13,7 +13,7 @@ from edgekd.checkpoint import CheckpointMeta, refuse_overwrite
 from edgekd.errors import EdgekdError
 from edgekd.evaluate import evaluate_model
 from edgekd.models import create_model
-from edgekd.training.crop import DEFAULT_CROP, apply_crop_size
+from edgekd.training.crop import apply_crop_size, first_image_hw
 from edgekd.training.loop import LoopConfig, TrainOutcome, run_loop
 from edgekd.training.runtime import Runtime, all_reduce_sum, seed_everything, setup_runtime, sync_batchnorm
 
@@ -64,7 +64,7 @@ def build_loaders(cfg: TrainConfig, runtime: Runtime):
     from edgekd.data import build_eval_transform, build_train_transform, open_dataset
 
     probe = open_dataset(cfg.data, cfg.train_split)
-    apply_crop_size(cfg, probe.read_pair(0)[0].shape[:2] if len(probe) else DEFAULT_CROP)
+    apply_crop_size(cfg, first_image_hw(probe))
     train_tf = build_train_transform(
         crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range), ignore_index=probe.info.ignore_index, seed=cfg.seed
     )
