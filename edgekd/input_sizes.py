@@ -20,7 +20,7 @@ _HW = re.compile(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*")
 
 def parse_hw(text: str) -> tuple[int, int]:
     """``"240x320"`` -> ``(240, 320)`` (height first), both positive; the one "HxW" parser for every
-    size flag and option (``data --size``, ``--crop``, camera sizes; lists go through ``parse_input_sizes``)."""
+    size flag and option (``data synth --image-size``, ``--crop-size``, camera sizes; lists go through ``parse_input_sizes``)."""
     match = _HW.fullmatch(text) if isinstance(text, str) else None
     if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
         raise EdgekdError(f"size {text!r} is not HxW: give height and width as positive integers joined by 'x', e.g. 240x320")

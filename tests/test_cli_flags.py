@@ -44,7 +44,7 @@ def test_eval_with_a_profile_in_old_device_flag_is_one_line(tiny_teacher, synthe
 
 
 def test_old_device_spelling_with_a_torch_name_still_works_with_a_warning(tiny_teacher, synthetic_root, capsys):
-    code = main(["eval", str(tiny_teacher), "--data", str(synthetic_root), "--device", "cpu", "--max-images", "1"])
+    code = main(["eval", str(tiny_teacher), "--data", str(synthetic_root), "--device", "cpu", "--eval-images", "1"])
     assert code == 0
     assert "use --torch-device cpu" in capsys.readouterr().err
 

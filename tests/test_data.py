@@ -321,7 +321,7 @@ def test_parse_size():
 
 def test_cli_synth_and_inspect(tmp_path, capsys):
     out = tmp_path / "s"
-    assert main(["data", "synth", str(out), "--num-train", "3", "--num-val", "1", "--size", "48x64", "--seed", "2"]) == 0
+    assert main(["data", "synth", str(out), "--num-train", "3", "--num-val", "1", "--image-size", "48x64", "--seed", "2"]) == 0
     assert main(["data", "inspect", str(out)]) == 0
     assert "class pixel frequency" in capsys.readouterr().out
     assert main(["data", "inspect", str(out), "--split", "val", "--json"]) == 0
@@ -329,10 +329,10 @@ def test_cli_synth_and_inspect(tmp_path, capsys):
     assert report["num_items"] == 1 and report["splits"] == {"train": 3, "val": 1, "all": 4}
     assert report["image_sizes"] == {"48x64": 1} and abs(sum(report["class_frequency"].values()) - 1) < 1e-6
     assert main(["data", "synth", str(out), "--num-train", "1"]) == 2  # exists
-    assert main(["data", "synth", str(tmp_path / "q"), "--sequence", "3", "--size", "32x48"]) == 0
+    assert main(["data", "synth", str(tmp_path / "q"), "--sequence", "3", "--image-size", "32x48"]) == 0
     assert len(list((tmp_path / "q" / "images").iterdir())) == 3
     with pytest.raises(SystemExit) as exit_info:
-        main(["data", "synth", str(tmp_path / "r"), "--size", "48by64"])
+        main(["data", "synth", str(tmp_path / "r"), "--image-size", "48by64"])
     assert exit_info.value.code == 2
     assert "is not HxW" in capsys.readouterr().err
 

@@ -127,7 +127,7 @@ def test_teacher_assistant_chain_runs_end_to_end(synthetic_root, teacher_ckpt, t
 
     recipe = tmp_path / "chain.yaml"
     recipe.write_text(
-        f"common: {{data: {synthetic_root}, epochs: 1, batch_size: 2, crop_size: [48, 64], max_steps_per_epoch: 1, val_images: 1, kd_metric_images: 1}}\n"
+        f"common: {{data: {synthetic_root}, epochs: 1, batch_size: 2, crop_size: [48, 64], max_steps_per_epoch: 1, eval_images: 1, kd_metric_images: 1}}\n"
         "stages:\n"
         f"  - {{name: ta, student: unet_tiny, teachers: [{teacher_ckpt}], losses: [ce, kd], out: {tmp_path / 'ta.safetensors'}, cache: off}}\n"
         f"  - {{name: s, student: unet_tiny, teachers: ['@ta'], losses: [ce, dist], out: {tmp_path / 's.safetensors'}, cache: off}}\n"

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # float32 on CPU; on CUDA the trainer runs AMP (float16 autocast), whose rounding is ~1e-3 relative.
 TOL = {"cpu": {"weights": 1e-5, "loss": 1e-5}, "cuda": {"weights": 1e-2, "loss": 1e-2}}
 COMMON = ["--epochs", "2", "--crop-size", "48x64", "--scale-range", "1,1", "--freeze-bn", "--lr", "0.05",
-          "--val-images", "3", "--no-progress", "--json"]
+          "--eval-images", "3", "--no-progress", "--json"]
 
 
 def _env() -> dict:
@@ -81,7 +81,7 @@ def step_ms(hist: list[dict], steps_per_epoch: int) -> float:
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     subprocess.run([sys.executable, "-m", "edgekd", "data", "synth", str(root / "ds"), "--num-train", "8",
-                    "--num-val", "4", "--size", "48x64"], env=_env(), check=True, capture_output=True)
+                    "--num-val", "4", "--image-size", "48x64"], env=_env(), check=True, capture_output=True)
     return root / "ds"
 
 

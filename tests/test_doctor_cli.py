@@ -102,6 +102,19 @@ def test_estimate_cli_labels_estimates(tmp_path, tiny_profile, capsys):
     assert main(["estimate", str(path), "--device", tiny_profile, "--precision", "int8", "--efficiency", "0.5"]) == 2
 
 
+def test_estimate_prints_the_hardware_paragraph_once_for_several_precisions(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "s.safetensors")
+    argv = ["estimate", str(ckpt), "--device", "jetson-orin-nano", "--input-size", "64x64", "--layers", "1"]
+    assert main(argv + ["--precision", "fp32", "--precision", "fp16", "--precision", "int8"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("hardware source:") == 1 and out.count("estimate (not a measurement)") == 3
+    assert out.index("hardware source:") < out.index("estimate (not a measurement)")  # above the estimates it is for
+    assert out.count("efficiency ") >= 2  # the per-precision efficiencies differ here: each under its estimate
+    assert main(argv + ["--precision", "int8"]) == 0
+    single = capsys.readouterr().out
+    assert single.count("hardware source:") == 1 and single.index("estimate (not a measurement)") < single.index("hardware source:")
+
+
 @pytest.mark.slow
 def test_doctor_fix_writes_a_flushed_copy_with_parity_and_speed(tmp_path, tiny_profile, capsys):
     from edgekd.checkpoint import load_checkpoint, read_meta

@@ -19,7 +19,7 @@ def test_cli_exports_and_prints_parity(tiny_ckpt, synthetic_root, tmp_path, caps
 
 def test_cli_flags_low_agreement_loudly(tiny_ckpt, synthetic_root, tmp_path, capsys):
     code = main(["export", str(tiny_ckpt), "--backend", "onnxruntime", "--precision", "int8", "--out", str(tmp_path),
-                 "--calib", str(synthetic_root), "--calib-size", "12", "--calib-method", "minmax", "--parity-images", "2",
+                 "--calib", str(synthetic_root), "--calib-images", "12", "--calib-method", "minmax", "--parity-images", "2",
                  "--parity-threshold", "1.01", "--max-accuracy-drop", "50"])  # the flag under test is parity's
     out = capsys.readouterr().out
     assert code == 0 and "PARITY WARNING onnxruntime-int8" in out

@@ -60,16 +60,16 @@ def void_dataset(synthetic_root, tmp_path) -> Path:
 
 def test_eval_refuses_other_class_count(tmp_path, synthetic_root, capsys):
     ckpt = _checkpoint(tmp_path / "five.safetensors", 5)
-    assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--max-images", "1"]) == 2
+    assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--eval-images", "1"]) == 2
     line = _one_error_line(capsys)
     assert "predicts 5 classes" in line and "has 7" in line
 
 
 def test_eval_accepts_one_trailing_void_channel_only_when_ignore_is_the_class_count(tmp_path, synthetic_root, void_dataset, capsys):
     ckpt = _checkpoint(tmp_path / "eight.safetensors", SYNTH_CLASSES + 1, ignore_index=SYNTH_CLASSES)
-    assert main(["eval", str(ckpt), "--data", str(void_dataset), "--max-images", "1", "--json"]) == 0
+    assert main(["eval", str(ckpt), "--data", str(void_dataset), "--eval-images", "1", "--json"]) == 0
     assert "miou" in json.loads(capsys.readouterr().out)
-    assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--max-images", "1"]) == 2  # ignore 255: not void
+    assert main(["eval", str(ckpt), "--data", str(synthetic_root), "--eval-images", "1"]) == 2  # ignore 255: not void
     assert "predicts 8 classes" in _one_error_line(capsys)
 
 

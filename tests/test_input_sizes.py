@@ -90,11 +90,11 @@ def test_cli_export_several_sizes_and_bad_list(tiny_ckpt, tmp_path, capsys):
 def test_eval_prints_one_mIoU_line_per_size(tiny_ckpt, synthetic_root, capsys):
     from edgekd.cli import main
 
-    assert main(["eval", str(tiny_ckpt), "--data", str(synthetic_root), "--max-images", "2",
+    assert main(["eval", str(tiny_ckpt), "--data", str(synthetic_root), "--eval-images", "2",
                  "--input-size", "64x96,32x48"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "mIoU" in line]
     assert [line.split(":")[0] for line in lines] == ["64x96", "32x48"]
-    assert main(["eval", str(tiny_ckpt), "--data", str(synthetic_root), "--max-images", "2", "--json",
+    assert main(["eval", str(tiny_ckpt), "--data", str(synthetic_root), "--eval-images", "2", "--json",
                  "--input-size", "64x96,32x48"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["input_size"] for r in results] == [[64, 96], [32, 48]]

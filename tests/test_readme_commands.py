@@ -31,14 +31,14 @@ SIZE = "64x96"
 
 # Appended to each subcommand so it runs in seconds on the tiny data (later flags win).
 TINY = {
-    ("data", "synth"): ["--num-train", "8", "--num-val", "4", "--size", SIZE],
+    ("data", "synth"): ["--num-train", "8", "--num-val", "4", "--image-size", SIZE],
     ("train",): ["--epochs", "1", "--batch-size", "2", "--crop-size", "48x64", "--max-steps-per-epoch", "2",
-                 "--val-images", "2", "--no-progress"],
+                 "--eval-images", "2", "--no-progress"],
     ("distill",): ["--epochs", "1", "--batch-size", "2", "--crop-size", "48x64", "--max-steps-per-epoch", "2",
-                   "--val-images", "2", "--no-progress"],
-    ("eval",): ["--max-images", "2"],
+                   "--eval-images", "2", "--no-progress"],
+    ("eval",): ["--eval-images", "2"],
     ("export",): ["--input-size", SIZE, "--parity-images", "2"],
-    ("bench",): ["--duration", "0.3", "--accuracy-images", "2", "--min-iters", "5"],
+    ("bench",): ["--duration", "0.3", "--eval-images", "2", "--min-iters", "5"],
 }
 RUNTIME_MODULE = {"tensorrt": "tensorrt", "coreml": "coremltools", "openvino": "openvino"}
 
@@ -81,7 +81,7 @@ def _prepare(command: str, work: Path) -> list[str] | str:
     argv = [str(work / "data") if a == "DATA_DIR" else a for a in argv]
     if "--recipe" in argv:
         (work / "chain.yaml").write_text(
-            "common: {data: %s, epochs: 1, batch_size: 2, crop_size: [48, 64], max_steps_per_epoch: 2, val_images: 2}\n"
+            "common: {data: %s, epochs: 1, batch_size: 2, crop_size: [48, 64], max_steps_per_epoch: 2, eval_images: 2}\n"
             "stages:\n  - {name: s, student: unet_tiny, teachers: [teacher.safetensors], out: chain-student.safetensors}\n"
             % (work / "data"))
         return argv

@@ -43,7 +43,7 @@ def test_same_seed_gives_same_weights(synthetic_root, tmp_path):
 def test_eval_cli_prints_json_with_all_fields(synthetic_root, tmp_path, capsys):
     out = tmp_path / "s.safetensors"
     train_supervised(_cfg(synthetic_root, out))
-    assert main(["eval", str(out), "--data", str(synthetic_root), "--json", "--max-images", "2"]) == 0
+    assert main(["eval", str(out), "--data", str(synthetic_root), "--json", "--eval-images", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("miou", "per_class_iou", "pixel_accuracy", "boundary_f", "boundary_tolerance_px", "images_per_s"):
         assert key in result

@@ -40,6 +40,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from edgekd.checkpoint import read_meta, sha256_file  # noqa: E402
+from edgekd.cli._common import add_renamed_argument  # noqa: E402
 from edgekd.input_sizes import parse_hw as parse_size  # noqa: E402
 from edgekd.training.distill import DistillConfig, distill  # noqa: E402
 
@@ -65,7 +66,7 @@ def common_kwargs(args) -> dict:
     return dict(
         data=str(args.camvid), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer="sgd",
         schedule="poly", weight_decay=1e-4, crop_size=args.crop, scale_range=tuple(args.scale),
-        eval_size=args.eval_size, seed=args.seed, workers=0, device="cpu",
+        eval_size=args.eval_input_size, seed=args.seed, workers=0, device="cpu",
     )
 
 
@@ -176,7 +177,7 @@ def train_in_parallel(args) -> None:
     common = ["--out", str(args.out), "--camvid", str(args.camvid), "--teacher", str(args.teacher), "--teacher-arch",
               args.teacher_arch, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
               "--crop", "x".join(map(str, args.crop)), "--scale", *map(str, args.scale),
-              "--eval-size", "x".join(map(str, args.eval_size)), "--seed", str(args.seed), "--threads", "1",
+              "--eval-input-size", "x".join(map(str, args.eval_input_size)), "--seed", str(args.seed), "--threads", "1",
               "--stages", "train", "--cache-speedup-steps", "0"]
     children = []
     for i, share in enumerate(s for s in shares if s):
@@ -227,7 +228,7 @@ def export_all(args) -> None:
             log(args.out, f"skip export of {ckpt.stem}: not fully trained yet (run the train stage)")
             continue
         t0 = time.perf_counter()
-        edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-size", "100",
+        edgekd_cli("export", str(ckpt), "--backend", args.export, "--calib", str(args.camvid), "--calib-images", "100",
                    "--data", str(args.camvid), "--parity-images", "8", "--out", str(args.out / "artifacts"), "--force")
         log(args.out, f"exported {ckpt.stem} in {time.perf_counter() - t0:.0f} s")
 
@@ -238,7 +239,7 @@ def bench_all(args) -> None:
     run_file = args.results / "host" / f"{args.run_id}.jsonl"
     run = ["--resume", args.run_id] if run_file.is_file() else ["--run-id", args.run_id]
     t0 = time.perf_counter()
-    edgekd_cli("bench", "--device", "host", *folders, "--data", str(args.camvid), "--duration", str(args.bench_seconds),
+    edgekd_cli("bench", "--device", "host", *folders, "--data", str(args.camvid), "--duration", str(args.duration),
                "--warmup-max", "3", "--e2e", "2", "--throughput", "2", "--out", str(args.results), *run)
     log(args.out, f"bench done in {time.perf_counter() - t0:.0f} s: {run_file}")
 
@@ -397,7 +398,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--crop", type=parse_size, default=(180, 240))
     p.add_argument("--scale", type=float, nargs=2, default=(0.4, 0.7), help="random rescale of the 360×480 image before cropping")
-    p.add_argument("--eval-size", type=parse_size, default=(180, 240), help="val images are resized to this (labels stay native)")
+    add_renamed_argument(p, "--eval-input-size", "--eval-size", type=parse_size, default=(180, 240), help="val images are resized to this (labels stay native)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads for training (1 lets two processes share 2 cores)")
     p.add_argument("--jobs", type=int, default=1, help="train in N parallel 1-thread processes (2 suits 2 cores)")
@@ -406,7 +407,7 @@ def main(argv=None) -> int:
     p.add_argument("--export", default=EXPORT_TARGETS, help=f"backend:precision pairs to export (default {EXPORT_TARGETS})")
     p.add_argument("--results", type=Path, default=ROOT / "bench_results", help="bench results folder (default bench_results/)")
     p.add_argument("--run-id", default="camvid-study", help="bench run id: rows go to RESULTS/host/RUN_ID.jsonl")
-    p.add_argument("--bench-seconds", type=float, default=5.0, help="timed seconds per bench cell (default 5)")
+    add_renamed_argument(p, "--duration", "--bench-seconds", type=float, default=5.0, help="timed seconds per bench cell (default 5)")
     args = p.parse_args(argv)
     stages = args.stages.split(",")
     if any(s not in STAGES for s in stages):

@@ -88,7 +88,7 @@ def one_student(name: str, args: argparse.Namespace, size: tuple[int, int], fram
     missing = [pair for pair, folder in zip(ARTIFACTS.split(","), expected)
                if not (args.reuse and (root / folder / "manifest.json").is_file())]
     notes = []
-    common = dict(precisions="fp32", out_dir=args.out / "artifacts", calib_dir=args.calib, calib_size=args.calib_size,
+    common = dict(precisions="fp32", out_dir=args.out / "artifacts", calib_dir=args.calib, calib_size=args.calib_images,
                   data_dir=args.calib, parity_images=args.parity_images, input_size=size, force=True,
                   log=lambda m: print(f"  [{name}] {m}", flush=True))
     others = [pair for pair in missing if pair != "onnxruntime:int8"]
@@ -189,6 +189,8 @@ def write_doc(doc: Path, table: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgekd.cli._common import add_renamed_argument
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calib", type=Path, help="dataset folder (train split calibrates, val split for parity)")
     p.add_argument("--out", type=Path, help="work folder: checkpoints/, artifacts/, export_table.json")
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=CKPT", help="an extra row from a trained checkpoint")
     p.add_argument("--input-size", default="360x480")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--calib-size", type=int, default=100)
+    add_renamed_argument(p, "--calib-images", "--calib-size", type=int, default=100)
     p.add_argument("--calib-method", default="percentile", help="ONNX Runtime INT8 calibration (minmax when it fails, noted)")
     p.add_argument("--parity-images", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)

@@ -205,7 +205,7 @@ CASES = [
     Case("NaN weights, bench cell", "fixed",
          "$E export nan.safetensors --backend torch --precision fp32 --parity-images 0 --out a4 >/dev/null; "
          f"$E bench a4 --device host {FAST_BENCH} --data data "
-         "--accuracy-images 1 --out r4 >/dev/null; python -c \"import json,glob; r=json.loads(open(glob.glob('r4/host/*.jsonl')[0]).readline()); "
+         "--eval-images 1 --out r4 >/dev/null; python -c \"import json,glob; r=json.loads(open(glob.glob('r4/host/*.jsonl')[0]).readline()); "
          "print('row status:', r['status'], '-', r['error'].splitlines()[0], '- latency_ms:', r['latency_ms']); "
          "raise SystemExit(r['status'] != 'failed')\"", 0, r"row status: failed - NonFiniteOutput: .* NaN or Inf",
          H("test_bench_cell_of_nan_artifact_is_failed_with_the_reason", "test_bench_accuracy_of_nan_output_fails")),

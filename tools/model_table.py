@@ -8,7 +8,7 @@ the median, the minimum and the 90th percentile (under contention the minimum is
 figure closest to an idle machine). The machine, thread count and load average are printed with
 the table because eager latency on a shared CPU moves a lot with other processes' load.
 
-    .venv/bin/python tools/model_table.py --size 360x480 --threads 2 --warmup 5 --iters 20
+    .venv/bin/python tools/model_table.py --input-size 360x480 --threads 2 --warmup 5 --iters 20
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from edgekd.models import create_model, list_models  # noqa: E402
 from edgekd.models.complexity import count_macs, count_params  # noqa: E402
 from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.input_sizes import parse_hw  # noqa: E402
+from edgekd.cli._common import add_renamed_argument  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -80,7 +81,7 @@ def table_row(name: str, role: str, size: tuple[int, int], args: argparse.Namesp
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
+    add_renamed_argument(parser, "--input-size", "--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - {e.name for e in entries}
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(e.name for e in entries)}")
-    h, w = args.size
+    h, w = args.input_size
     print(f"Machine (before): {machine_line(args.threads)}")
     print(f"Input 1×3×{h}×{w}, FP32, eager, warm-up {args.warmup}, timed {args.iters}, random weights\n")
     print("| model | role | OS | params (M) | GMACs | median ms | min ms | p90 ms | load avg (1 min) at start |")

@@ -49,6 +49,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from edgekd.checkpoint import read_meta, sha256_file  # noqa: E402
+from edgekd.cli._common import add_renamed_argument  # noqa: E402
 
 CAMVID = SHARED / "data" / "camvid"
 CGNET = SHARED / "models" / "cgnet_m3n21_camvid_trainval.pth"
@@ -68,9 +69,9 @@ RUNS: dict[str, dict] = {
     "espnet_kd": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "kd"], "epochs": 20, "extra": ["--freeze-bn", "--temperature", "1"]},
     "espnet_dist": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "dist(tau=1):1"], "epochs": 20, "extra": ["--freeze-bn"]},
     "cgnet240_ce": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce"], "epochs": 8,
-                    "extra": ["--student-size", "240x320", "--lr", "5e-5"]},
+                    "extra": ["--student-input-size", "240x320", "--lr", "5e-5"]},
     "cgnet240_kd": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce", "kd"], "epochs": 8,
-                    "extra": ["--student-size", "240x320", "--lr", "5e-5", "--temperature", "1"]},
+                    "extra": ["--student-input-size", "240x320", "--lr", "5e-5", "--temperature", "1"]},
 }
 # Pruned CGNets (stage ``prune``), recovered from the unpruned parent: logit KD + feature KD on stage 3
 # (1x1 adapter where the pruned width differs) vs CE only. SGD-free like the fine-tunes above.
@@ -211,7 +212,7 @@ def bench_all(args) -> None:
     run_file = args.results / Path(args.device).stem / f"{args.run_id}.jsonl"
     run = ["--resume", args.run_id] if run_file.is_file() else ["--run-id", args.run_id]
     t0 = time.perf_counter()
-    edgekd_cli("bench", "--device", args.device, *folders, "--data", str(CAMVID), "--duration", str(args.bench_seconds),
+    edgekd_cli("bench", "--device", args.device, *folders, "--data", str(CAMVID), "--duration", str(args.duration),
                "--warmup-max", "3", "--e2e", "1", "--throughput", "0", "--out", str(args.results), *run)
     log(args.out, f"bench done in {time.perf_counter() - t0:.0f} s: {run_file}")
 
@@ -285,7 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=ROOT / "bench_results", help="bench results folder")
     p.add_argument("--run-id", default="student-study", help="bench rows go to RESULTS/host/RUN_ID.jsonl")
     p.add_argument("--device", default="host", help="device profile name or YAML file (e.g. host with an f32 OpenVINO hint)")
-    p.add_argument("--bench-seconds", type=float, default=3.0, help="timed seconds per bench cell")
+    add_renamed_argument(p, "--duration", "--bench-seconds", type=float, default=3.0, help="timed seconds per bench cell")
     args = p.parse_args(argv)
     args.runs = [r for r in args.runs.split(",") if r]
     unknown = [r for r in args.runs if r not in RUNS]

@@ -48,7 +48,7 @@ def check_calib_count(method: str, num_images: int) -> None:
     need = MIN_CALIB_IMAGES[method]
     if num_images < need:
         raise EdgekdError(f"{num_images} calibration images are too few for --calib-method {method} (it needs at least {need}); "
-                          f"pass --calib-size {max(need, 100)} with a larger --calib split, or use --calib-method minmax (needs "
+                          f"pass --calib-images {max(need, 100)} with a larger --calib split, or use --calib-method minmax (needs "
                           f"{MIN_CALIB_IMAGES['minmax']})")
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgekd import __version__
+from edgekd.cli._common import HelpFormatter
 from edgekd.errors import EdgekdError
 
 DEBUG_ENV = "EDGEKD_DEBUG"
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=f"show full tracebacks for errors (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _subcommand_modules():
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(p)
         # SUPPRESS: a subcommand without --debug leaves the top-level value alone
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks for errors")

@@ -5,6 +5,8 @@ import argparse
 import re
 from pathlib import Path
 
+from edgekd.cli._common import add_renamed_argument
+
 NAME = "bench"
 HELP = "Benchmark exported artifacts on a device profile (latency, FPS, e2e, memory, accuracy, energy)."
 
@@ -19,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only the artifacts at these input sizes (each artifact runs at its own size; default: all)")
     p.add_argument("--data", type=Path, help="dataset folder: accuracy through each backend on its val split")
     p.add_argument("--split", default="val", help="dataset split for accuracy (default val)")
-    p.add_argument("--accuracy-images", type=int, help="evaluate on the first N images only")
+    add_renamed_argument(p, "--eval-images", "--accuracy-images", type=int, metavar="N",
+                         help="accuracy on the first N images of --split only")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of timed inference per cell (default 10)")
     p.add_argument("--min-iters", type=int, default=50, help="timed iterations at least (default 50)")
     p.add_argument("--warmup-max", type=float, default=10.0, help="warm-up stops after S seconds even if unstable (default 10)")
@@ -82,7 +85,7 @@ def _options(args: argparse.Namespace):
     return BenchOptions(
         duration_s=args.duration, min_iters=args.min_iters, warmup_max_s=args.warmup_max, e2e_s=args.e2e, paced_s=args.e2e,
         throughput_s=args.throughput, sustained_s=args.sustained, window_s=args.window, data=args.data, split=args.split,
-        accuracy_images=args.accuracy_images, cell_timeout_s=args.cell_timeout, retry_failed=args.retry_failed,
+        accuracy_images=args.eval_images, cell_timeout_s=args.cell_timeout, retry_failed=args.retry_failed,
     )
 
 

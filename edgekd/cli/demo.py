@@ -5,6 +5,8 @@ import argparse
 import time
 from pathlib import Path
 
+from edgekd.cli._common import add_renamed_argument
+
 NAME = "demo"
 HELP = "Run the whole loop on synthetic AR scenes: teacher, students ± KD, export, bench on host, compare, report."
 
@@ -13,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where everything is written (default ./demo_out)")
     p.add_argument("--teacher-epochs", type=int, default=5)
     p.add_argument("--student-epochs", type=int, default=3)
-    p.add_argument("--bench-seconds", type=float, default=1.0, help="timed seconds per bench cell")
+    add_renamed_argument(p, "--duration", "--bench-seconds", type=float, default=1.0, metavar="S",
+                         help="seconds of timed inference per bench cell, as `bench --duration` (default 1)")
     p.add_argument("--coreml", choices=["auto", "on", "off"], default="auto", help="Core ML conversion (auto: when coremltools is installed)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     cfg = DemoConfig(out=args.out, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
-                     bench_seconds=args.bench_seconds, coreml=args.coreml, seed=args.seed)
+                     bench_seconds=args.duration, coreml=args.coreml, seed=args.seed)
     t0 = time.perf_counter()
     with progress_bar(True) as progress:
         result = run_demo(cfg, say=lambda message: progress.console.print(message, markup=False), progress=progress)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekd.cli._common import print_json, progress_bar, size_arg
+from edgekd.cli._common import add_renamed_argument, print_json, progress_bar, size_arg
 from edgekd.cli.train import add_arguments as add_train_arguments, common_config
 
 NAME = "distill"
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=size_arg, default=None, help="resize dataset images to HxW before augmenting")
     p.add_argument("--init", default=None, help="start the student from these weights (edgekd checkpoint, pruned or not, or a third-party .pth with --init-arch)")
     p.add_argument("--init-arch", default=None, help="architecture of a third-party --init file")
-    p.add_argument("--student-size", type=size_arg, default=None,
+    add_renamed_argument(p, "--student-input-size", "--student-size", type=size_arg, default=None, metavar="HxW",
                    help="resolution distillation: the student runs at HxW, teacher and labels at the crop size (val at HxW too)")
     p.add_argument("--color-jitter", type=float, default=0.0, help="function matching: brightness/contrast/saturation jitter (live teacher)")
     p.add_argument("--cutmix", type=float, default=0.0, help="function matching: CutMix probability per batch (live teacher)")
@@ -60,7 +60,7 @@ def _config_from_args(args):
         teachers=args.teacher, teacher_archs=args.teacher_arch, teacher_weights=args.teacher_weight,
         teacher_mixing=args.teacher_mixing, losses=args.loss or ["ce", "kd"], temperature=args.temperature,
         cache=args.cache, cache_dir=args.cache_dir, image_size=args.image_size, init=args.init, init_arch=args.init_arch,
-        student_size=args.student_size, color_jitter=args.color_jitter, cutmix=args.cutmix,
+        student_size=args.student_input_size, color_jitter=args.color_jitter, cutmix=args.cutmix,
         class_weights=args.class_weights, teacher_tta=args.teacher_tta,
         qat=args.qat, qat_calib_images=args.qat_calib_images,
     )

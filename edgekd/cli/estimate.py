@@ -40,25 +40,54 @@ def run(args: argparse.Namespace) -> int:
         print_json({"kind": "estimate", "estimates": [e.to_dict() for e in estimates], "skipped": skipped})
         return 0
     console = Console(width=max(120, Console().width))
+    shared = _shared_lines(estimates)
+    if shared:
+        console.print(f"[bold]{_escape(estimates[0].device)}[/], for every estimate below:")
+        for line in shared:
+            console.print(line)
     for e in estimates:
-        _print(console, e, args.layers)
+        _print(console, e, args.layers, skip=set(shared))
     for reason in skipped:
         console.print(f"skipped {reason}", style="dim", markup=False)
     return 0
 
 
-def _print(console, e, layers: int) -> None:
+def _escape(text) -> str:
     from rich.markup import escape
 
+    return escape(str(text))
+
+
+def _detail_lines(e) -> list[str]:
+    """The explanation lines of one estimate (rich markup, escaped): where the hardware figures come from,
+    the efficiency and its source, the notes."""
+    return ([f"  hardware source: {_escape(e.basis['hardware_source'])}",
+             f"  efficiency {e.efficiency:.3f}: {_escape(e.efficiency_source)}"]
+            + [f"  [yellow]note:[/] {_escape(note)}" for note in e.notes])
+
+
+def _shared_lines(estimates) -> list[str]:
+    """Detail lines every estimate has in common (one device, several precisions): printed once, above them.
+
+    The hardware paragraph is the same for fp32, fp16 and int8 of one device; repeated per precision
+    it buried the lines that differ. With one estimate nothing is hoisted.
+    """
+    if len(estimates) < 2 or len({e.device for e in estimates}) != 1:
+        return []
+    first, rest = _detail_lines(estimates[0]), [set(_detail_lines(e)) for e in estimates[1:]]
+    return [line for line in first if all(line in other for other in rest)]
+
+
+def _print(console, e, layers: int, skip: set[str] = frozenset()) -> None:
     b = e.basis
+    escape = _escape
     console.print(f"[bold]estimate[/] (not a measurement) {escape(e.device)} {escape(e.precision)}: [bold]{e.latency_ms:.2f} ms[/] "
                   f"(~{e.fps:.0f} FPS); roofline bound at 100% efficiency {e.bound_ms:.2f} ms")
     console.print(f"  graph: {escape(str(b['onnx']))}, {e.flops / 1e9:.2f} GFLOPs, {e.bytes / 1e6:.1f} MB moved at "
                   f"{b['bytes_per_element']:g} B/element; {e.memory_bound_layers} memory-bound / {e.compute_bound_layers} compute-bound layers")
     console.print(f"  basis: peak {b['peak']}; bandwidth {b['bandwidth']}", markup=False)
-    console.print(f"  hardware source: {b['hardware_source']}", markup=False)
-    console.print(f"  efficiency {e.efficiency:.3f}: {e.efficiency_source}", markup=False)
-    for note in e.notes:
-        console.print(f"  [yellow]note:[/] {escape(str(note))}")
+    for line in _detail_lines(e):
+        if line not in skip:
+            console.print(line)
     for layer in e.top_layers[:layers]:
         console.print(f"    {layer.ms / e.efficiency:7.2f} ms  {layer.op_type:14s} {layer.bound:7s} {layer.name}", markup=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekd.cli._common import add_torch_device_argument, print_json, progress_bar, torch_device_from_args
+from edgekd.cli._common import add_renamed_argument, add_torch_device_argument, print_json, progress_bar, torch_device_from_args
 
 NAME = "eval"
 HELP = "Evaluate a checkpoint: mIoU, per-class IoU, pixel accuracy, boundary F-score, images/s."
@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", default=None,
                    help="run the model at HxW, or at each of several (360x480,240x320: one mIoU line per size); "
                         "logits are upsampled to the label size for scoring (default: the images' native size)")
-    p.add_argument("--max-images", type=int, default=None)
+    add_renamed_argument(p, "--eval-images", "--max-images", type=int, default=None, metavar="N",
+                         help="evaluate on the first N images of the split only")
     add_torch_device_argument(p, default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     with progress_bar(not args.json) as progress:
         for size in sizes or [None]:
-            result = evaluate_model(model, meta.normalization, dataset, input_size=size, max_images=args.max_images,
+            result = evaluate_model(model, meta.normalization, dataset, input_size=size, max_images=args.eval_images,
                                     device=torch_device_from_args(args), progress=progress,
                                     name=f"checkpoint {args.checkpoint} ({meta.arch})")
             if notes.get(size):

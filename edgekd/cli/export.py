@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from edgekd.backends.registry import backends_where, list_backends
+from edgekd.cli._common import add_renamed_argument
 
 NAME = "export"
 HELP = f"Export a checkpoint for {', '.join(list_backends())} (TensorRT: a recipe), with parity against FP32."
@@ -18,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output root (required); artifacts go to OUT/<checkpoint-stem>/<backend>-<precision>/ "
                    "(with several --input-size: <backend>-<precision>-<H>x<W>/)")
     p.add_argument("--calib", default=None, help="dataset folder with real images for INT8 calibration (required for int8)")
-    p.add_argument("--calib-size", type=int, default=100, help="calibration images (default 100)")
+    add_renamed_argument(p, "--calib-images", "--calib-size", type=int, default=100, metavar="N",
+                         help="calibration images (default 100)")
     p.add_argument("--calib-split", default="train", help="split to calibrate on (default train)")
     p.add_argument("--calib-method", default="auto",
                    help="auto (default: minmax, percentile and entropy measured, the best kept) | minmax | percentile | entropy (ONNX Runtime INT8)")
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     opts = ExportOptions(
         backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
-        calib_size=args.calib_size, calib_split=args.calib_split, calib_method=args.calib_method, data_dir=args.data,
+        calib_size=args.calib_images, calib_split=args.calib_split, calib_method=args.calib_method, data_dir=args.data,
         data_split=args.data_split, parity_images=args.parity_images, parity_threshold=args.parity_threshold,
         input_size=args.input_size, dynamic_batch=args.dynamic_batch, force=args.force, arch=args.arch,
         num_classes=args.num_classes, keep_subnormals=args.keep_subnormals, exporter=args.exporter,

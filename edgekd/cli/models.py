@@ -17,16 +17,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from edgekd.models import create_model, list_models
-    from edgekd.models.complexity import count_macs, count_params
+    from edgekd.models.complexity import cached_macs, count_params, mac_cache_path
 
     from edgekd.errors import EdgekdError
 
-    rows = []
-    for entry in list_models(args.role):
+    entries, rows, counted = list_models(args.role), [], []
+
+    def progress(name: str) -> None:  # a counted forward takes seconds: say what is happening, on stderr
+        counted.append(name)
+        print(f"counting MACs of {name} at {args.input_size[0]}x{args.input_size[1]} "
+              f"({len(rows) + 1}/{len(entries)}; remembered in {mac_cache_path()})", file=sys.stderr, flush=True)
+
+    for entry in entries:
         model = create_model(entry.name, num_classes=args.num_classes).eval()
         try:
-            macs, note = count_macs(model, input_size=args.input_size), ""
+            macs, note = cached_macs(entry.name, model, args.input_size, on_miss=progress), ""
         except EdgekdError as err:  # e.g. a model that needs H, W divisible by 8
             macs, note = None, str(err)
         rows.append({

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgekd.cli._common import add_torch_device_argument, print_json, progress_bar, size_arg, torch_device_from_args
+from edgekd.cli._common import (add_renamed_argument, add_torch_device_argument, print_json, progress_bar, size_arg,
+                                torch_device_from_args)
 
 NAME = "train"
 HELP = "Train a teacher or a baseline student with cross-entropy (CPU for small runs, CUDA+AMP, DDP via torchrun)."
@@ -20,9 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--schedule", choices=["poly", "cosine"], default="poly")
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--crop-size", type=size_arg, default=(360, 480), help="training crop HxW (default 360x480)")
-    p.add_argument("--eval-size", type=size_arg, default=None, help="resize val images to HxW (default: native size)")
-    p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N val images only")
+    p.add_argument("--crop-size", type=size_arg, default=None, metavar="HxW",
+                   help="training crop (default 360x480, or the train images' size when they are smaller)")
+    add_renamed_argument(p, "--eval-input-size", "--eval-size", type=size_arg, default=None, metavar="HxW",
+                         help="run the model at HxW for the per-epoch validation, logits scored at the label size "
+                              "(default: the images' native size)")
+    add_renamed_argument(p, "--eval-images", "--val-images", type=int, default=None, metavar="N",
+                         help="evaluate on the first N val images only")
     p.add_argument("--train-split", default="train", help="split to train on; SPLIT:-PREFIX leaves out frames whose name starts with PREFIX (e.g. train:-0006R0)")
     p.add_argument("--heldout-split", default=None, help="a second validation set reported every epoch, e.g. train:0006R0 (a drive left out of --train-split)")
     p.add_argument("--scale-range", type=_scale_range, default=(0.5, 2.0), help="random rescale range before cropping, LO,HI (default 0.5,2.0)")
@@ -54,7 +59,7 @@ def common_config(args: argparse.Namespace) -> dict:
     return dict(
         data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay, crop_size=args.crop_size,
-        scale_range=args.scale_range, eval_size=args.eval_size, val_images=args.val_images, seed=args.seed,
+        scale_range=args.scale_range, eval_size=args.eval_input_size, val_images=args.eval_images, seed=args.seed,
         workers=args.workers, device=torch_device_from_args(args), resume=args.resume, force=args.force, max_steps_per_epoch=args.max_steps_per_epoch,
         arch_kwargs=args.arch_kwargs, train_split=args.train_split, heldout_split=args.heldout_split,
         freeze_bn=args.freeze_bn, warmup_steps=args.warmup_steps,

@@ -94,7 +94,7 @@ def check_artifact_precision(manifest: dict[str, Any], device: str | None = None
                                     "re-export with --calib DIR", device=device))
         elif isinstance(n, int) and n < MIN_CALIB_IMAGES:
             findings.append(Finding("warning", "int8-few-calibration-images", f"INT8 calibrated on only {n} images",
-                                    "noisy activation ranges cost accuracy", "re-export with --calib-size 100 or more",
+                                    "noisy activation ranges cost accuracy", "re-export with --calib-images 100 or more",
                                     device=device, details={"calibration": calib}))
     warning = worst_warning(manifest.get("parity") or {})
     if warning:

@@ -70,3 +70,58 @@ def model_summary(name: str, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, n
         "input_size": [h, w],
         "output_stride": int(getattr(model, "output_stride", 1)),
     }
+
+
+def _structure_key(name: str, model: nn.Module, input_size: tuple[int, int]) -> str:
+    """What a MAC count depends on: the model (name, every tensor's name and shape), the input size,
+    and the code that builds and counts it (edgekd and torch versions)."""
+    import hashlib
+
+    from edgekd import __version__
+
+    shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+    digest = hashlib.sha256(f"{__version__}|{torch.__version__}|{shapes}".encode()).hexdigest()[:16]
+    return f"{name}@{input_size[0]}x{input_size[1]}#{digest}"
+
+
+def mac_cache_path():
+    """``<edgekd cache>/macs.json``: MAC counts of built models, so ``edgekd models`` is not a minute of forwards."""
+    from edgekd.paths import cache_dir
+
+    return cache_dir() / "macs.json"
+
+
+def cached_macs(name: str, model: nn.Module, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+                on_miss=None) -> int:
+    """:func:`count_macs`, remembered in :func:`mac_cache_path` under :func:`_structure_key`.
+
+    A counted forward of a large teacher at 360x480 takes seconds on a small CPU, and the count
+    only changes with the architecture, the input size or the code, all of which are in the key.
+    ``on_miss(name)`` is called before a count is computed (progress for the caller). An unreadable
+    or unwritable cache is not an error: the count is computed (and not remembered).
+    """
+    import json
+    import os
+    import tempfile
+
+    h, w = _check_size(input_size)
+    key, path = _structure_key(name, model, (h, w)), mac_cache_path()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), int):
+        return known[key]
+    if on_miss is not None:
+        on_miss(name)
+    macs = count_macs(model, (h, w))
+    known = {**(known if isinstance(known, dict) else {}), key: macs}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".macs-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(known, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return macs

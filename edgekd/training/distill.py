@@ -21,6 +21,7 @@ from edgekd.models import create_model
 from edgekd.qat import record as qat_record
 from edgekd.training.augment import JointAugment, PhotometricAugment, cutmix
 from edgekd.training.class_balance import check_method, class_weights_for
+from edgekd.training.crop import apply_crop_size, first_image_hw
 from edgekd.training.loop import TrainOutcome, run_loop
 from edgekd.training.multi_teacher import mix_teacher_logits
 from edgekd.training.run_parts import base_meta, make_evaluator, train_loader, wrap_ddp
@@ -139,6 +140,8 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
     if cfg.student_size is not None and cfg.eval_size is None:
         cfg.eval_size = tuple(cfg.student_size)  # judge the student at the input size it is made for
     train_set = open_dataset(cfg.data, cfg.train_split, transform=build_eval_transform(cfg.image_size))
+    apply_crop_size(cfg, cfg.image_size or first_image_hw(train_set),
+                    "--image-size images" if cfg.image_size else "train images")
     val_set = open_dataset(cfg.data, cfg.val_split, transform=build_eval_transform(None))
     info = train_set.info
     if cfg.qat:

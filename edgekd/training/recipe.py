@@ -5,6 +5,13 @@ chain of ``stages`` run in order — e.g. teacher → teacher-assistant → stud
 2020, "Improved Knowledge Distillation via Teacher Assistant"). A stage may name an earlier
 stage's output as a teacher with ``@stage_name``; keys under ``common`` apply to every stage.
 
+Keys are the ``edgekd distill`` flag names with ``_`` for ``-``; a key holding a list is plural
+(``teachers``, ``teacher_archs``, ``teacher_weights``, ``losses``) where the repeatable flag is
+singular (``--teacher``, ``--loss``: one item per use). The other spellings — the singular key, the
+flags' old names (``val_images``, ``eval_size``, ``student_size``) and ``arch`` for ``student`` —
+still load, with one warning line each (``RENAMED_KEYS``; the table is in docs/cli.md). Config
+field names are unchanged: ``RECIPE_TO_FIELD`` maps the few recipe keys that differ.
+
     common: {data: data/camvid, epochs: 20, crop_size: [360, 480]}
     stages:
       - {name: assistant, student: deeplabv3_resnet18, teachers: [cgnet.pth], teacher_archs: [cgnet_m3n21],
@@ -18,24 +25,50 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+import sys
+
 import yaml
 
 from edgekd.errors import EdgekdError, yaml_error_text
 from edgekd.training.distill import DistillConfig, distill
 from edgekd.training.loop import TrainOutcome
 
-_TUPLE_FIELDS = {"crop_size", "scale_range", "eval_size", "image_size"}
-_ALLOWED = {f.name for f in fields(DistillConfig)} - {"arch"} | {"student"}
+_TUPLE_FIELDS = {"crop_size", "scale_range", "eval_size", "image_size", "student_size"}
+# recipe key (= the CLI flag's name) → DistillConfig field, where the two differ
+RECIPE_TO_FIELD = {"student": "arch", "eval_input_size": "eval_size", "eval_images": "val_images",
+                   "student_input_size": "student_size"}
+# deprecated spelling → recipe key; a singular key may hold one item instead of a list
+_LIST_KEYS = {"teachers", "teacher_archs", "teacher_weights", "losses"}
+RENAMED_KEYS = {"arch": "student", "eval_size": "eval_input_size", "val_images": "eval_images",
+                "student_size": "student_input_size", "teacher": "teachers", "teacher_arch": "teacher_archs",
+                "teacher_weight": "teacher_weights", "loss": "losses"}
+_FIELD_TO_RECIPE = {v: k for k, v in RECIPE_TO_FIELD.items()}
+_ALLOWED = {_FIELD_TO_RECIPE.get(f.name, f.name) for f in fields(DistillConfig)}
+
+
+def _canonical_keys(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """``entry`` with deprecated keys renamed (one warning line each); both spellings at once is an error."""
+    kw = {}
+    for key, value in entry.items():
+        new = RENAMED_KEYS.get(key)
+        if new is None:
+            kw[key] = value
+            continue
+        if new in entry:
+            raise EdgekdError(f"{where}: both {key!r} and {new!r} given; they are one setting, keep {new!r}")
+        print(f"warning: {where}: recipe key {key!r} is deprecated; use {new!r} (see docs/cli.md)", file=sys.stderr)
+        kw[new] = [value] if new in _LIST_KEYS and not isinstance(value, list) else value
+    return kw
 
 
 def _to_config(entry: dict[str, Any], where: str, outputs: dict[str, str]) -> DistillConfig:
+    entry = _canonical_keys(entry, where)
     unknown = set(entry) - _ALLOWED
     if unknown:
         raise EdgekdError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(_ALLOWED))}")
-    kw = dict(entry)
-    if "student" not in kw:
+    if "student" not in entry:
         raise EdgekdError(f"{where}: 'student' (the student architecture) is required")
-    kw["arch"] = kw.pop("student")
+    kw = {RECIPE_TO_FIELD.get(k, k): v for k, v in entry.items()}
     if isinstance(kw.get("cache"), bool):  # YAML 1.1 reads a bare on/off as a boolean
         kw["cache"] = "on" if kw["cache"] else "off"
     for key in _TUPLE_FIELDS & set(kw):
@@ -72,13 +105,14 @@ def load_recipe(path: str | Path) -> list[tuple[str, DistillConfig]]:
     extra = set(doc) - {"stages", "common"}
     if extra:
         raise EdgekdError(f"{path}: unknown top-level key(s) {sorted(extra)}; with stages only 'stages' and 'common' are allowed")
-    common = doc.get("common") or {}
+    common = _canonical_keys(doc.get("common") or {}, f"{path} common")  # warned once, not once per stage
     outputs: dict[str, str] = {}
     result = []
     for i, stage in enumerate(doc["stages"]):
         stage = dict(stage)
         name = str(stage.pop("name", f"stage{i + 1}"))
-        cfg = _to_config({**common, **stage}, f"{path} stage {name!r}", outputs)
+        where = f"{path} stage {name!r}"
+        cfg = _to_config({**common, **_canonical_keys(stage, where)}, where, outputs)
         outputs[name] = cfg.out
         result.append((name, cfg))
     return result

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from edgekd.checkpoint import refuse_overwrite
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
+from edgekd.training.crop import apply_crop_size, first_image_hw
 from edgekd.training.loop import LoopConfig, TrainOutcome, run_loop
 from edgekd.training.run_parts import base_meta, make_evaluator, train_loader, wrap_ddp
 from edgekd.training.runtime import Runtime, seed_everything, setup_runtime, sync_batchnorm
@@ -28,7 +29,8 @@ class TrainConfig:
     optimizer: str = "sgd"
     schedule: str = "poly"
     weight_decay: float = 1e-4
-    crop_size: tuple[int, int] = (360, 480)
+    # None: 360x480 clipped to the train images' size (edgekd.training.crop says why); set before training
+    crop_size: tuple[int, int] | None = None
     scale_range: tuple[float, float] = (0.5, 2.0)
     eval_size: tuple[int, int] | None = None
     val_images: int | None = None
@@ -62,6 +64,7 @@ def build_loaders(cfg: TrainConfig, runtime: Runtime):
     from edgekd.data import build_eval_transform, build_train_transform, open_dataset
 
     probe = open_dataset(cfg.data, cfg.train_split)
+    apply_crop_size(cfg, first_image_hw(probe))
     train_tf = build_train_transform(
         crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range), ignore_index=probe.info.ignore_index, seed=cfg.seed
     )
