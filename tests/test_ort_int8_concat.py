@@ -80,3 +80,19 @@ def test_concats_of_similar_ranges_stay_quantised(graphs, tmp_path):
     cache = tmp_path / "c.cache"
     ort_int8._quantize_static(prepared, tmp_path / "q.onnx", method="minmax", cache=cache, batches=CalibrationBatches(_images(8, 1)), exclude=[])
     assert ort_int8.mixed_range_concats(prepared, cache, ratio=1e9) == []
+
+
+def test_tensorrt_qdq_path_keeps_the_mixed_range_concat_in_float(graphs, tmp_path):
+    """The symmetric QDQ graph handed to TensorRT has the same concat; it is kept in float there too."""
+    import onnx
+
+    from edgekd.backends.onnxruntime import quantize_qdq
+
+    work, _ = graphs
+    out = tmp_path / "trt.onnx"
+    info = quantize_qdq(work / "src.onnx", out, CalibrationBatches(_images(8, 1)), method="minmax", symmetric=True)
+    assert [c["node"] for c in info["concat_in_float"]] == ["/Concat"]
+    graph = onnx.load(str(out)).graph
+    concat = next(n for n in graph.node if n.op_type == "Concat")
+    consumers = [n.op_type for n in graph.node if concat.output[0] in n.input]
+    assert consumers and "QuantizeLinear" not in consumers, "the concat output must not be quantised"
