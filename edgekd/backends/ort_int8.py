@@ -8,6 +8,9 @@ The steps, each measured on the export's labelled validation images against the 
    ("Axis 1 is out-of-range for weight 'b1.bn.weight'") and wreck the class map, so
    ``BatchNormalization`` is left out of ``op_types_to_quantize`` and runs in float between a
    DequantizeLinear and a QuantizeLinear.
+   A Concat whose inputs' calibrated ranges differ by more than ``MIXED_RANGE_RATIO`` (CGNet's
+   features joined with the raw down-sampled image) is kept in float too: its one output scale
+   would leave the narrow inputs on a few levels (``mixed_range_concats``).
 2. Each calibration method (MinMax, percentile, entropy — those the image count allows) is
    calibrated once (ranges cached with ``calibration_cache_path``) and scored; the best is kept.
 3. If the drop is over budget, a sensitivity pass (``onnxruntime.quantization.qdq_loss_debug``)
