@@ -76,21 +76,29 @@ def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: s
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgekd.backends.ort_int8 import quantized_op_types
+    from edgekd.backends.ort_int8 import mixed_range_concats, quantized_op_types
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
     method = "percentile" if method == "auto" else method
     activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
     stride = collection_stride(len(batches))
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        prepared = Path(tmp) / "prepared.onnx"
+        prepared, cache = Path(tmp) / "prepared.onnx", Path(tmp) / "ranges.cache"
+        mixed: list[dict[str, Any]] = []
         try:
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-            quantize_static(
-                str(prepared), str(dst), _reader(batches), quant_format=QuantFormat.QDQ, per_channel=True, op_types_to_quantize=quantized_op_types(),
-                activation_type=activation, weight_type=QuantType.QInt8, calibrate_method=methods[check_method(method)],
-                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibStridedMinMax": stride},
-            )
+            for reader in (_reader(batches), None):  # the second pass, from the cached ranges, only for mixed-range concats
+                quantize_static(
+                    str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True, op_types_to_quantize=quantized_op_types(),
+                    activation_type=activation, weight_type=QuantType.QInt8, calibrate_method=methods[check_method(method)],
+                    nodes_to_exclude=[c["node"] for c in mixed], calibration_cache_path=str(cache),
+                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibStridedMinMax": stride},
+                )
+                if reader is None:
+                    break
+                mixed = mixed_range_concats(prepared, cache) if cache.is_file() else []
+                if not mixed:
+                    break
         except ValueError as err:
             if "Too many bins" not in str(err):
                 raise converter_error("onnxruntime.quantization.quantize_static", err,
@@ -103,7 +111,7 @@ def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: s
     return {
         "method": check_method(method), "format": "QDQ", "per_channel": True, "num_images": batches.num_images_used,
         "activations": "int8 symmetric" if symmetric else "uint8 asymmetric", "weights": "int8 symmetric per-channel",
-        "collected_in_strides_of": stride,
+        "collected_in_strides_of": stride, "concat_in_float": mixed,
     }
 
 
