@@ -126,3 +126,25 @@ def gate_failure(backend: str, budget: Budget, best: Trial, tried: int) -> Accur
         f"{best.drop:.2f} points ({best.miou:.2f} vs FP32 {budget.fp32_miou:.2f}) after {tried} configurations, "
         f"with {len(best.float_layers)} layers kept in float [{layers or 'none'}]; no artifact written — raise the budget, "
         "keep the model in fp32/fp16, or fine-tune it with quantisation-aware training")
+
+
+def gate_from_parity(backend: str, option: Any, parity: dict[str, Any]) -> dict[str, Any]:
+    """The gate for an INT8 backend with no search of its own (LiteRT, ExecuTorch), from its parity run.
+
+    Such a backend writes one configuration, so the gate can only accept or refuse it: INT8 mIoU
+    against the PyTorch FP32 model on the parity images (the backends' FP32 paths match PyTorch to
+    ~1e-5, so this is the runtime's FP32 too). Raises :class:`AccuracyGateError` over budget;
+    returns the manifest's ``accuracy_gate`` block otherwise (``not measured`` without parity figures).
+    """
+    if check_budget(option) == OFF:
+        return {"status": "off", "rule": "off (--max-accuracy-drop off)", "measured_as": "parity vs PyTorch FP32",
+                **({"fp32_miou": round(100 * parity["miou_reference"], 3), "int8_miou": round(100 * parity["miou_backend"], 3)}
+                   if "miou_backend" in parity else {})}
+    if "miou_backend" not in parity or "miou_reference" not in parity:
+        return {"status": "not measured", "reason": parity.get("reason", f"parity status {parity.get('status')!r}: no INT8 mIoU to gate")}
+    fp32, int8 = 100.0 * parity["miou_reference"], 100.0 * parity["miou_backend"]
+    budget = resolve_budget(option, fp32)
+    trial = Trial("as exported", int8, fp32 - int8)
+    if not budget.met(trial.drop):
+        raise gate_failure(backend, budget, trial, 1)
+    return gate_record(budget, trial, [trial], images=int(parity.get("images", 0)), measured_as="parity vs PyTorch FP32")

@@ -24,7 +24,10 @@ from edgekd.parity import DEFAULT_IMAGES, DEFAULT_THRESHOLD
 DEFAULT_CALIB_SIZE = 100
 PRECISIONS = ("fp32", "fp16", "int8")
 PIPELINE_OPTIONS = {"calib_method": "INT8 calibration method", "onnx_simplify": "simplify the ONNX graph with onnxslim (default True)",
-                    "opset": "ONNX opset (default: the exporter's, 17 for torchscript, 20 for dynamo)"}
+                    "opset": "ONNX opset (default: the exporter's, 17 for torchscript, 20 for dynamo)",
+                    # every INT8 backend is gated: ORT/OpenVINO search for a configuration within it, the others
+                    # (LiteRT, ExecuTorch) have their one configuration accepted or refused from parity
+                    "max_accuracy_drop": "INT8 accuracy gate: max mIoU drop in points vs FP32 (default 1% of FP32; 'off')"}
 
 
 def parse_names(value: str | list[str] | tuple[str, ...], what: str, valid: list[str]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest
-from edgekd.backends.int8_budget import AccuracyGateError
+from edgekd.backends.int8_budget import AccuracyGateError, gate_from_parity
 from edgekd.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from edgekd.errors import EdgekdError
 from edgekd.backends.prepost import FOLDER_SUFFIX
@@ -286,6 +286,9 @@ def _export_one(backend: Backend, precision: str, ctx: _Context, log: Log) -> Pa
             manifest["input_size_sweep"] = ctx.size_sweep  # the sizes exported together (one resolution curve)
         write_manifest(tmp, manifest)  # parity loads the artifact exactly as users will, manifest included
         manifest["parity"] = fused_parity_block(backend, precision, tmp, ctx, contract) if contract else _parity(backend, precision, tmp, ctx)
+        if precision == "int8" and "max_accuracy_drop" not in backend.export_options and not ctx.qat_onnx_path:
+            # a backend without its own INT8 search: accept or refuse the one configuration it wrote
+            manifest["accuracy_gate"] = gate_from_parity(backend.name, ctx.options.get("max_accuracy_drop"), manifest["parity"])
         manifest["complete"] = True
         write_manifest(tmp, manifest)
         if final.exists():
