@@ -4,8 +4,6 @@ INT8 export runs ``edgekd.backends.ort_int8.search`` (BatchNorm in float, calibr
 chosen by measurement, sensitive layers kept in float until the accuracy budget is met)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -16,7 +14,7 @@ import numpy as np
 
 from edgekd.backends.base import Backend, BackendUnavailable, ExportRequest, Session, artifact_manifest
 from edgekd.backends.calibration import CalibrationBatches, check_method
-from edgekd.backends.onnx_export import INPUT_NAME, converter_error
+from edgekd.backends.onnx_export import INPUT_NAME
 from edgekd.errors import EdgekdError
 
 MODEL_FILE = "model.onnx"
@@ -70,48 +68,22 @@ def quantize_qdq(src: Path, dst: Path, batches: CalibrationBatches, *, method: s
     """Static QDQ INT8 of ``src`` into ``dst``, calibrated on ``batches``; returns what was done.
 
     u8 activations / s8 per-channel weights suit x86 CPUs (VNNI); ``symmetric`` gives s8
-    activations with zero points of 0, the form TensorRT's explicit quantisation needs.
+    activations with zero points of 0, the form TensorRT's explicit quantisation needs. One
+    configuration, no search: the same preparation and quantiser as the ONNX Runtime INT8 search
+    (``ort_int8``), mixed-range concats kept in float.
     """
     _ort()
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from edgekd.backends.ort_int8 import prepare, quantize
 
-    from edgekd.backends.ort_int8 import mixed_range_concats, quantized_op_types
-
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-    method = "percentile" if method == "auto" else method
-    activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
-    stride = collection_stride(len(batches))
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        prepared, cache = Path(tmp) / "prepared.onnx", Path(tmp) / "ranges.cache"
-        mixed: list[dict[str, Any]] = []
-        try:
-            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-            for reader in (_reader(batches), None):  # the second pass, from the cached ranges, only for mixed-range concats
-                quantize_static(
-                    str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True, op_types_to_quantize=quantized_op_types(),
-                    activation_type=activation, weight_type=QuantType.QInt8, calibrate_method=methods[check_method(method)],
-                    nodes_to_exclude=[c["node"] for c in mixed], calibration_cache_path=str(cache),
-                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibStridedMinMax": stride},
-                )
-                if reader is None:
-                    break
-                mixed = mixed_range_concats(prepared, cache) if cache.is_file() else []
-                if not mixed:
-                    break
-        except ValueError as err:
-            if "Too many bins" not in str(err):
-                raise converter_error("onnxruntime.quantization.quantize_static", err,
-                                      "try another --calib-method, or export int8 with openvino") from err
-            raise EdgekdError(f"--calib-method {method} cannot histogram an activation whose values span almost no range "
-                              f"(ONNX Runtime: {err}); typical of untrained weights — use --calib-method minmax") from err
-        except Exception as err:
-            raise converter_error("onnxruntime.quantization.quantize_static", err,
-                                  "try another --calib-method, or export int8 with openvino") from err
+    method = check_method("percentile" if method == "auto" else method)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        prepare(src, prepared)
+        mixed = quantize(prepared, dst, method=method, cache=Path(tmp) / "ranges.cache", batches=batches, exclude=[], symmetric=symmetric)
     return {
-        "method": check_method(method), "format": "QDQ", "per_channel": True, "num_images": batches.num_images_used,
+        "method": method, "format": "QDQ", "per_channel": True, "num_images": batches.num_images_used,
         "activations": "int8 symmetric" if symmetric else "uint8 asymmetric", "weights": "int8 symmetric per-channel",
-        "collected_in_strides_of": stride, "concat_in_float": mixed,
+        "collected_in_strides_of": collection_stride(len(batches)), "concat_in_float": mixed,
     }
 
 
