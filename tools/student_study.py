@@ -84,8 +84,11 @@ for _plan in PRUNES:
     RUNS[f"{_plan}_kd"] = {"init": _plan, "losses": ["ce", "kd", "fitnet@stage3:0.5"], "epochs": 30,
                            "extra": ["--lr", "5e-4", "--temperature", "1"]}
 # The committed pruned student: the KD recovery on a 12-epoch schedule (the 30-epoch run plateaued from
-# epoch 9 on; the poly schedule then decays to zero by epoch 12).
-RUNS["cgnet_macs050_kd12"] = {**RUNS["cgnet_macs050_kd"], "init": "cgnet_macs050", "epochs": 12}
+# epoch 9 on; the poly schedule then decays to zero by epoch 12), its CE-only twin, and the 0.29x pair on
+# the same schedule.
+for _plan in PRUNES:
+    for _kind in ("ce", "kd"):
+        RUNS[f"{_plan}_{_kind}12"] = {**RUNS[f"{_plan}_{_kind}"], "epochs": 12}
 # The baseline front: each reference model at the sizes of the curve (ESPNet needs /8).
 REFERENCES = {
     "cgnet_m3n21_camvid_trainval": (CGNET, "cgnet_m3n21", "360x480,270x360,240x320,180x240"),
