@@ -19,8 +19,10 @@ Matched settings, 2 threads by default:
 
 The harness side is a real ``edgekd bench`` cell in a fresh worker (warm-up, timed loop over
 ``session.bind(x)``). Harness and reference alternate, A B A B ..., so a load change on this
-shared machine hits both alike; the table gives the median of the per-round p50s, their ratio,
-every round's figures and the 1-minute load average at each harness round. Target: 0.97-1.03.
+shared machine hits both alike, and each round's order flips (A B, B A, ...). The table gives the
+median of the per-round p50s, the median of the per-round (paired) ratios with its 95% order-statistic
+interval and a verdict (within / outside the target 0.97-1.03, or not resolvable when the interval
+straddles it), every round's figures and the 1-minute load average at each harness round.
 """
 from __future__ import annotations
 
@@ -35,13 +37,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgekd.core.host import load_average  # noqa: E402
 from edgekd.bench.process import LocalTarget  # noqa: E402
 from edgekd.bench.cellspec import CellSpec  # noqa: E402
-from edgekd.core.timing import LoopPolicy, WarmupPolicy  # noqa: E402
+from edgekd.core.timing import LoopPolicy, WarmupPolicy, min_samples_for, quantile_ci  # noqa: E402
 
 BACKENDS = ("openvino", "onnxruntime")
 TARGET = (0.97, 1.03)
@@ -143,26 +147,54 @@ def check(artifact: Path, args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     harness_ms, ref_ms, loads, rows, tool = [], [], [], [], ""
     for i in range(args.rounds):
-        row = harness(artifact, backend, args.threads, args.seconds)
-        rows.append(row)
-        harness_ms.append(row["latency_ms"]["p50"])
-        loads.append(row["host"]["load_avg_start"][0])
-        if backend == "openvino":
-            ref_ms.append(benchmark_app(artifact / "model.xml", args.threads, args.seconds))
-            tool = "benchmark_app " + " ".join(benchmark_app_cmd(Path("model.xml"), args.threads, args.seconds)[3:])
-        else:
-            ms, tool = ort_reference(artifact / "model.onnx", args.threads, args.seconds)
-            ref_ms.append(ms)
-        print(f"  {artifact.name} round {i + 1}: harness {harness_ms[-1]:.2f} ms, reference {ref_ms[-1]:.2f} ms, "
-              f"load {loads[-1]:.2f}", flush=True)
+        # A B, then B A: a load that drifts within a round hits each side first as often as second.
+        order = ("harness", "reference") if i % 2 == 0 else ("reference", "harness")
+        for side in order:
+            if side == "harness":
+                row = harness(artifact, backend, args.threads, args.seconds)
+                rows.append(row)
+                harness_ms.append(row["latency_ms"]["p50"])
+                loads.append(row["host"]["load_avg_start"][0])
+            elif backend == "openvino":
+                ref_ms.append(benchmark_app(artifact / "model.xml", args.threads, args.seconds))
+                tool = "benchmark_app " + " ".join(benchmark_app_cmd(Path("model.xml"), args.threads, args.seconds)[3:])
+            else:
+                ms, tool = ort_reference(artifact / "model.onnx", args.threads, args.seconds)
+                ref_ms.append(ms)
+        print(f"  {artifact.name} round {i + 1} ({' then '.join(order)}): harness {harness_ms[-1]:.2f} ms, "
+              f"reference {ref_ms[-1]:.2f} ms, ratio {harness_ms[-1] / ref_ms[-1]:.3f}, load {loads[-1]:.2f}", flush=True)
     last = rows[-1]
     h, r = statistics.median(harness_ms), statistics.median(ref_ms)
+    paired = paired_ratio(harness_ms, ref_ms)
     return {"artifact": f"{artifact.parent.name}/{artifact.name}", "backend": backend, "tool": tool,
-            "harness_p50_ms": h, "reference_p50_ms": r, "ratio": h / r, "rounds_harness": harness_ms, "rounds_reference": ref_ms,
+            "harness_p50_ms": h, "reference_p50_ms": r, "ratio": h / r, **paired,
+            "rounds_harness": harness_ms, "rounds_reference": ref_ms,
             "load_1min": loads, "load_end": load_average(), "threads": args.threads, "seconds": args.seconds,
             "precision_used": last["backend"]["precision_used"], "describe": last["backend"]["describe"],
             "last_harness_latency_ms": last["latency_ms"], "last_harness_noise": last.get("noise"),
             "timed_region": last.get("timed_region")}
+
+
+def paired_ratio(harness_ms: list[float], ref_ms: list[float]) -> dict[str, Any]:
+    """The median of the per-round ratios (each round's two sides ran back to back), its 95% CI and a verdict.
+
+    The ratio of the two medians mixes rounds minutes apart; on a VM whose speed swings 1.6x between
+    rounds that difference is the host, not the harness. Pairing adjacent runs cancels it, and the
+    order-statistic interval says whether the target can be decided at all: "within" only when the
+    whole interval is inside the target, "outside" when none of it is, else "not resolvable".
+    """
+    ratios = np.sort(np.asarray(harness_ms) / np.asarray(ref_ms))
+    lo, hi = quantile_ci(ratios, 0.5)
+    if lo is None or hi is None:
+        verdict = f"not resolvable (need >= {min_samples_for(0.5)} rounds for an interval)"
+    elif TARGET[0] <= lo and hi <= TARGET[1]:
+        verdict = "within target"
+    elif hi < TARGET[0] or lo > TARGET[1]:
+        verdict = "outside target"
+    else:
+        verdict = "not resolvable at this noise (interval straddles the target)"
+    return {"paired_ratio": float(np.median(ratios)), "paired_ratio_ci": [lo, hi], "verdict": verdict,
+            "rounds_ratio": [float(x) for x in np.asarray(harness_ms) / np.asarray(ref_ms)]}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -172,12 +204,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         if not part:
             continue
         print(f"\n### {backend}: reference = {part[0]['tool']}\n")
-        print("| artifact | ran as | harness p50 ms | reference p50 ms | harness / reference | rounds harness | rounds reference | load (1 min) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| artifact | ran as | harness p50 ms | reference p50 ms | paired ratio [95% CI] | verdict (target 0.97–1.03) "
+              "| rounds harness | rounds reference | load (1 min) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in part:
-            flag = "" if TARGET[0] <= r["ratio"] <= TARGET[1] else " (outside 0.97–1.03)"
+            lo, hi = r["paired_ratio_ci"]
             print(f"| {r['artifact']} | {r['precision_used']}, {r['threads']} threads | {r['harness_p50_ms']:.2f} | "
-                  f"{r['reference_p50_ms']:.2f} | {r['ratio']:.3f}{flag} | {', '.join(f'{v:.1f}' for v in r['rounds_harness'])} | "
+                  f"{r['reference_p50_ms']:.2f} | {r['paired_ratio']:.3f} [{_num(lo, 3)}, {_num(hi, 3)}] | {r['verdict']} | "
+                  f"{', '.join(f'{v:.1f}' for v in r['rounds_harness'])} | "
                   f"{', '.join(f'{v:.1f}' for v in r['rounds_reference'])} | {', '.join(f'{v:.2f}' for v in r['load_1min'])} |")
         for r in part:
             lat, noise = r["last_harness_latency_ms"], r["last_harness_noise"] or {}
@@ -186,8 +220,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                   f"n={lat['n']}, CV {100 * lat['cv']:.1f}%; warnings: {'; '.join(noise.get('warnings') or []) or 'none'}")
 
 
-def _num(v: float | None) -> str:
-    return "open" if v is None else f"{v:.2f}"
+def _num(v: float | None, digits: int = 2) -> str:
+    return "open" if v is None else f"{v:.{digits}f}"
 
 
 def main() -> int:
@@ -199,8 +233,8 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=REPO / "artifacts" / "crosscheck", help="where exported artifacts go")
     p.add_argument("--backends", default="openvino,onnxruntime", help="with --checkpoint: which backends to export")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per harness and per reference run")
-    p.add_argument("--rounds", type=int, default=3, help="A/B rounds per artifact")
+    p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per harness and per reference run")
+    p.add_argument("--rounds", type=int, default=8, help="rounds per artifact (A B, B A, ...); 6 or more give an interval")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
