@@ -141,21 +141,39 @@ def test_one_point_pareto_front_is_drawn():
     _assert_every_entry_drawn(fig, ax, {"onnxruntime", "openvino", "meets"})
 
 
+def _crowd(host, n: int, cols: int, step_fps: float) -> pd.DataFrame:
+    """``n`` copies of a fixture row on a small grid (``cols`` a row, rows 0.2 mIoU points apart), each its
+    own candidate, and two far ones (so the axes span far more than the grid)."""
+    rows = []
+    for i, (fps, miou) in enumerate([(40 + (i % cols) * step_fps, 0.60 + (i // cols) * 0.002) for i in range(n)]
+                                    + [(5.0, 0.30), (120.0, 0.90)]):
+        row = host.iloc[0].copy()
+        row["candidate"], row["cell_key"] = f"student-{i:02d}", f"k{i}"
+        row["fps"], row["miou"], row["pareto"] = fps, miou, False
+        rows.append(row)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
 def test_crowded_labels_do_not_overlap_or_leave_the_axes(host):
     """Twelve candidates within 6 FPS and 2 mIoU points: labels must spread out (leader lines), not pile up."""
-    base = host.iloc[0]
-    rows = []
-    for i in range(12):
-        row = base.copy()
-        row["candidate"], row["cell_key"] = f"student-{i:02d}", f"k{i}"
-        row["fps"], row["miou"], row["pareto"] = 40 + (i % 4) * 2.0, 0.60 + (i // 4) * 0.01, False
-        rows.append(row)
-    crowd = pd.DataFrame(rows).reset_index(drop=True)
+    crowd = _crowd(host, 12, 4, 2.0)
     fig = accuracy_vs_fps_figure(crowd, "host", PickMark("host", crowd.iloc[5].to_dict(), True))
     ax = fig.axes[0]
     labels = [t for t in ax.texts if t.get_gid() == LABEL_GID]
-    assert len(labels) == 12 and any(t.arrow_patch is not None for t in labels)
+    assert len(labels) == 14 and any(t.arrow_patch is not None for t in labels)
     assert labels[0].get_text().startswith("pick: student-05")  # the pick is placed first, nearest its point
+    _assert_labels_clear(fig)
+
+
+def test_labels_that_cannot_fit_are_left_out_and_counted(host):
+    """Sixty candidates on one spot: some labels have no clean place; they are dropped, not overlapped,
+    the title says how many, and the pick's label is never the one dropped."""
+    crowd = _crowd(host, 60, 10, 0.01)
+    fig = accuracy_vs_fps_figure(crowd, "host", PickMark("host", crowd.iloc[59].to_dict(), True))
+    ax = fig.axes[0]
+    shown = [t for t in ax.texts if t.get_gid() == LABEL_GID]
+    assert 0 < len(shown) < 62 and shown[0].get_text().startswith("pick: student-59")
+    assert ax.get_title().endswith(f"({62 - len(shown)} of 62 point labels left out: they would overlap)")
     _assert_labels_clear(fig)
 
 

@@ -80,7 +80,7 @@ def resolution_figure(df: pd.DataFrame, device: str, reference: str | None = Non
     """mIoU vs p50 latency, one panel per backend-precision, one line per model (one colour per model in
     every panel), points labelled HxW; the pick (an ``edgekd.compare.marks.PickMark``) ringed in its panel."""
     from edgekd.compare.figures import figure_legend, freeze_limits, new_figure
-    from edgekd.compare.labels import Label, place_labels, settle_layout
+    from edgekd.compare.labels import Label, label_figure
     from edgekd.compare.marks import draw_pick
 
     pts = _points(df[df["device"] == device])
@@ -124,9 +124,7 @@ def resolution_figure(df: pd.DataFrame, device: str, reference: str | None = Non
     figure_legend(fig, list(handles.values()), "outside lower center", ncol=min(4, len(handles)))
     for ax in axes:
         freeze_limits(ax)
-    renderer = settle_layout(fig)
-    for ax in axes:
-        place_labels(ax, sorted(labels[ax], key=lambda lab: not lab.bold), renderer)
+    label_figure(fig, [(ax, sorted(labels[ax], key=lambda lab: not lab.bold)) for ax in axes])
     return fig
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from edgekd.compare.figures import Plot, budget_of, figure_legend, freeze_limits, new_figure, save, sizes_vary, slug
-from edgekd.compare.labels import Label, place_labels, settle_layout
+from edgekd.compare.labels import Label, label_figure, settle_layout
 from edgekd.compare.load import MEASUREMENT
 from edgekd.compare.marks import GID as PICK_GID
 from edgekd.compare.marks import PickMark, draw_pick, find_pick, pick_marks
@@ -64,7 +64,7 @@ def accuracy_vs_fps_figure(group: pd.DataFrame, device: str, mark: PickMark | No
     pts = group.dropna(subset=["fps", "miou"])
     if pts.empty:
         return None
-    fig = new_figure((10.5, 6.8) if len(pts) > 10 else (8.5, 5.2))
+    fig = new_figure((13, 8.5) if len(pts) > 30 else (10.5, 6.8) if len(pts) > 10 else (8.5, 5.2))
     ax = fig.add_subplot()
     markers = _marker_map(list(pts["backend"].astype(str)))
     for backend, sub in pts.groupby(pts["backend"].astype(str)):
@@ -88,10 +88,12 @@ def accuracy_vs_fps_figure(group: pd.DataFrame, device: str, mark: PickMark | No
     figure_legend(fig, _glyph_handles(markers, sorted(set(pts["verdict"].dropna()))) + ax.get_legend_handles_labels()[0],
                   "outside right upper")
     freeze_limits(ax)
-    sizes, pick_idx = sizes_vary(pts), {idx for idx, _ in picked}
-    labels = [Label(r["fps"], 100 * r["miou"], _point_text(r, sizes, dict(picked).get(idx)), idx in pick_idx)
-              for idx, r in pts.iterrows()]
-    place_labels(ax, sorted(labels, key=lambda lab: not lab.bold), settle_layout(fig))
+    sizes, marked = sizes_vary(pts), dict(picked)
+    front = set(pts.index[pts["pareto"] == True])  # noqa: E712 (pandas elementwise)
+    ranked = sorted(pts.index, key=lambda idx: (idx not in marked, idx not in front))
+    labels = [Label(pts.at[idx, "fps"], 100 * pts.at[idx, "miou"], _point_text(pts.loc[idx], sizes, marked.get(idx)),
+                    idx in marked) for idx in ranked]  # the pick's label first, then the front's: they get the best places
+    label_figure(fig, [(ax, labels)])
     return fig
 
 
@@ -141,7 +143,7 @@ def kd_curve_figure(df: pd.DataFrame, xkey: str, xlabel: str, marks: Mapping[str
     picked_cells = {(pts.at[idx, "candidate"], pts.at[idx, xkey]) for idx, _ in picked}
     labels = [Label(r[xkey], 100 * r["miou"], str(r["candidate"]), (r["candidate"], r[xkey]) in picked_cells)
               for _, r in pts.drop_duplicates(subset=["candidate", xkey]).iterrows()]
-    place_labels(ax, sorted(labels, key=lambda lab: not lab.bold), settle_layout(fig))
+    label_figure(fig, [(ax, sorted(labels, key=lambda lab: not lab.bold))])
     return fig
 
 
