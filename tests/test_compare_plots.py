@@ -201,6 +201,7 @@ def test_kd_curves_ring_the_pick(df):
         (ring,) = _rings(fig.axes[0])
         assert ring.get_offsets().tolist() == [[pytest.approx(x), pytest.approx(64.1)]]
         assert f"{PICK} @ host" in _legend_texts(fig)
+        assert [t.get_text() for t in fig.axes[0].texts if t.get_fontweight() == "bold"] == ["pick: lraspp-kd"]
         _assert_every_entry_drawn(fig, fig.axes[0], set())
         _assert_labels_clear(fig)
 

@@ -99,7 +99,7 @@ def accuracy_vs_fps_figure(group: pd.DataFrame, device: str, mark: PickMark | No
 
 def _point_text(row: pd.Series, sizes: bool, mark: PickMark | None) -> str:
     head = f"{mark.word}: {row['candidate']}" if mark else str(row["candidate"])
-    return f"{head}\n{row['input'] + ' ' if sizes else ''}{row['precision']}"
+    return f"{head}\n{str(row['input']) + ' ' if sizes else ''}{row['precision']}"
 
 
 def plot_accuracy_vs_fps(group: pd.DataFrame, device: str, out_dir: Path, mark: PickMark | None = None) -> Plot | None:
@@ -140,9 +140,12 @@ def kd_curve_figure(df: pd.DataFrame, xkey: str, xlabel: str, marks: Mapping[str
     ax.margins(x=0.08, y=0.12)
     figure_legend(fig, ax.get_legend_handles_labels()[0], "outside right upper", fontsize=7)
     freeze_limits(ax)
-    picked_cells = {(pts.at[idx, "candidate"], pts.at[idx, xkey]) for idx, _ in picked}
-    labels = [Label(r[xkey], 100 * r["miou"], str(r["candidate"]), (r["candidate"], r[xkey]) in picked_cells)
-              for _, r in pts.drop_duplicates(subset=["candidate", xkey]).iterrows()]
+    picked_cells = {(pts.at[idx, "candidate"], pts.at[idx, xkey]): mark for idx, mark in picked}
+    labels = []
+    for _, r in pts.drop_duplicates(subset=["candidate", xkey]).iterrows():  # one label per checkpoint
+        mark = picked_cells.get((r["candidate"], r[xkey]))
+        labels.append(Label(r[xkey], 100 * r["miou"], f"{mark.word}: {r['candidate']}" if mark else str(r["candidate"]),
+                            mark is not None))
     label_figure(fig, [(ax, sorted(labels, key=lambda lab: not lab.bold))])
     return fig
 
