@@ -76,33 +76,67 @@ def add_curve_verdicts(df: pd.DataFrame, model: str) -> pd.DataFrame:
     return df
 
 
-def plot_resolution_curves(df: pd.DataFrame, device: str, out_dir: Any, reference: str | None = None):
-    """mIoU vs p50 latency, one panel per backend-precision, one line per model, points labelled HxW."""
-    from matplotlib.figure import Figure
-
-    from edgekd.compare.plots import Plot, _save, _slug
+def resolution_figure(df: pd.DataFrame, device: str, reference: str | None = None, mark: Any = None):
+    """mIoU vs p50 latency, one panel per backend-precision, one line per model (one colour per model in
+    every panel), points labelled HxW; the pick (an ``edgekd.compare.marks.PickMark``) ringed in its panel."""
+    from edgekd.compare.figures import figure_legend, freeze_limits, new_figure
+    from edgekd.compare.labels import Label, label_figure
+    from edgekd.compare.marks import draw_pick
 
     pts = _points(df[df["device"] == device])
     if pts.empty or pts.groupby(["candidate", "backend", "precision"])["input"].nunique().max() < 2:
         return None
     runtimes = sorted(pts.groupby(["backend", "precision"]).groups)
-    fig = Figure(figsize=(6.5 * len(runtimes), 4.8))
-    axes = fig.subplots(1, len(runtimes), squeeze=False)[0]
+    models = sorted(pts["candidate"].astype(str).unique())
+    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    cols = min(2, len(runtimes))  # two panels a row: four in one row make a strip too wide to read
+    rows = -(-len(runtimes) // cols)
+    fig = new_figure((6.5 * cols, 4.6 * rows + 0.6))
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for spare in axes[len(runtimes):]:
+        spare.remove()
+    axes = axes[:len(runtimes)]
+    labels: dict[Any, list] = {}
     for ax, (backend, precision) in zip(axes, runtimes):
         sub = pts[(pts["backend"] == backend) & (pts["precision"] == precision)]
+        labels[ax] = []
         for name, line in sub.groupby("candidate"):
             line = line.sort_values("latency_p50_ms")
             ref = name == reference
-            ax.plot(line["latency_p50_ms"], 100 * line["miou"], "-o", lw=2.4 if ref else 1.3, label=name + (" (reference)" if ref else ""))
+            ax.plot(line["latency_p50_ms"], 100 * line["miou"], "-o", lw=2.4 if ref else 1.3, color=colors[str(name)],
+                    label=name + (" (reference)" if ref else ""))
             for _, r in line.iterrows():
-                ax.annotate(r["input"], (r["latency_p50_ms"], 100 * r["miou"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-        ax.set_xlim(left=0)
+                hit = mark is not None and mark.is_row(r)
+                if hit:
+                    draw_pick(ax, r["latency_p50_ms"], 100 * r["miou"], mark, size=220)
+                labels[ax].append(Label(r["latency_p50_ms"], 100 * r["miou"],
+                                        f"{mark.word}: {r['input']}" if hit else str(r["input"]), hit))
+        ax.set_xlim(0, 1.08 * sub["latency_p50_ms"].max())
+        ax.margins(y=0.1)
         ax.set_xlabel("p50 latency (ms), synchronous single stream")
         ax.set_ylabel("mIoU through the backend (%)")
         ax.set_title(f"{device} {backend}-{precision}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    path = _save(fig, out_dir / f"{_slug(device)}-resolution-curve.png")
+    handles = {}
+    for ax in axes:  # one legend for the figure: each model once, the pick once
+        for h in ax.get_legend_handles_labels()[0]:
+            handles.setdefault(h.get_label(), h)
+    figure_legend(fig, list(handles.values()), "outside lower center", ncol=min(4, len(handles)))
+    for ax in axes:
+        freeze_limits(ax)
+    label_figure(fig, [(ax, sorted(labels[ax], key=lambda lab: not lab.bold)) for ax in axes])
+    return fig
+
+
+def plot_resolution_curves(df: pd.DataFrame, device: str, out_dir: Any, reference: str | None = None, mark: Any = None):
+    """The resolution-curve figure written as ``<device>-resolution-curve.png``."""
+    from edgekd.compare.figures import Plot, save, slug
+
+    fig = resolution_figure(df, device, reference, mark)
+    if fig is None:
+        return None
+    path = save(fig, out_dir / f"{slug(device)}-resolution-curve.png")
     caption = ("Each model run at several input sizes (no training): its accuracy-vs-latency curve. A candidate is "
-               "worth deploying only above the curve of the teacher (or any model) at a smaller input.")
+               "worth deploying only above the curve of the teacher (or any model) at a smaller input. The ring is "
+               "the pick for the device's budget.")
     return Plot(path, f"{device}: resolution curves", caption)
