@@ -82,7 +82,9 @@ def _print(console, e, layers: int, skip: set[str] = frozenset()) -> None:
     b = e.basis
     escape = _escape
     console.print(f"[bold]estimate[/] (not a measurement) {escape(e.device)} {escape(e.precision)}: [bold]{e.latency_ms:.2f} ms[/] "
-                  f"(~{e.fps:.0f} FPS); roofline bound at 100% efficiency {e.bound_ms:.2f} ms")
+                  f"(~{e.fps:.0f} FPS)" + (" = the lower bound itself" if e.at_bound else ""))
+    console.print(f"  lower bound (FLOPs ÷ peak) {e.bound_ms:.2f} ms; roofline at 100% efficiency {e.roofline_ms:.2f} ms "
+                  "(its memory term assumes DRAM traffic, so caches can beat it)")
     console.print(f"  graph: {escape(str(b['onnx']))}, {e.flops / 1e9:.2f} GFLOPs, {e.bytes / 1e6:.1f} MB moved at "
                   f"{b['bytes_per_element']:g} B/element; {e.memory_bound_layers} memory-bound / {e.compute_bound_layers} compute-bound layers")
     console.print(f"  basis: peak {b['peak']}; bandwidth {b['bandwidth']}", markup=False)
