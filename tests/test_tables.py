@@ -132,3 +132,26 @@ def test_doctor_findings_fit_80_columns_without_splitting_words():
     out = console.file.getvalue()
     assert_fits(out)
     assert {"range-flexible", "iphone-15-pro-max-long-name", "--input-size", "360x480"} <= tokens(out)
+
+
+def test_eval_and_estimate_print_within_80_columns(capsys, monkeypatch, tmp_path):
+    import onnx
+
+    from edgekd.cli import main
+    from edgekd.cli.eval import _print
+    from test_estimate import conv_relu_model
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = {"images": 4, "input_size": [64, 96], "miou": 0.5, "pixel_accuracy": 0.9, "boundary_f": 0.4,
+              "boundary_tolerance_px": 2, "images_per_s": 3.2,
+              "per_class_iou": {"a_long_class_name_like_pedestrian_crossing": 0.5, "sky": None}}
+    _print([result, {**result, "input_size": [360, 480]}], "lraspp_mobilenetv3_large", "camvid", "val")
+    out = capsys.readouterr().out
+    assert_fits(out)
+    assert {"a_long_class_name_like_pedestrian_crossing", "50.00", "–"} <= tokens(out)
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_relu_model(False), path)
+    assert main(["estimate", str(path), "--device", "jetson-orin-nano"]) == 0
+    out = capsys.readouterr().out
+    assert_fits(out)
+    assert "Conv" in tokens(out) and "memory" in tokens(out)
