@@ -184,15 +184,20 @@ class FitTable:
                 for indices in parts]
 
     def _table(self, indices: list[int], widths: list[int], rows: list[list[Any]]):
+        """One part as a rich Table with the computed fixed widths.
+
+        NUMBER columns are ``no_wrap=True``: a number cut over two lines reads as two numbers. Their
+        width is never below their widest cell, so nothing is cut either; should a screen be narrower
+        than one key column plus one number, rich shrinks every column and the number ends in "…"
+        (``overflow="ellipsis"``): visibly incomplete, never silently another number. Other columns
+        wrap at spaces, and their ``overflow="fold"`` is reached only by a single word wider than the
+        whole screen (a long path): folding keeps every character, where "ellipsis" would hide some.
+        """
         from rich.table import Table
 
         table = Table(header_style="bold", expand=False, **self.table_kwargs)
         for i, w in zip(indices, widths):
             col = self.columns[i]
-            # NUMBER: no_wrap — a number cut over two lines reads as two numbers; its column is never
-            # narrower than its widest cell, so nothing is cropped either. Others: overflow="fold" is
-            # reached only by a single word wider than the whole screen (a long path); folding keeps
-            # every character, where "ellipsis" would hide them. Below that rich wraps at spaces.
             table.add_column(col.header, width=max(1, w), justify=col.justify or ("right" if col.kind == NUMBER else "left"),
                              no_wrap=col.kind == NUMBER, overflow="ellipsis" if col.kind == NUMBER else "fold")
         for row, src in zip(rows, self.rows):
