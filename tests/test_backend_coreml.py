@@ -88,3 +88,53 @@ def test_parity_on_macos(tiny_ckpt, synthetic_root, tmp_path):
     got = load_artifact(path, compute_units="CPU_ONLY").run(x)
     np.testing.assert_allclose(got, torch_logits(tiny_ckpt, x), atol=1e-2)
     assert read_manifest(path)["parity"]["argmax_agreement"] > 0.99
+
+
+def test_export_cli_prints_none_of_coremltools_harmless_warnings_and_records_them(ckpt, tmp_path):
+    """A fresh process (coremltools warns at import): the export succeeds, the terminal shows none of the
+    known-harmless lines, and the manifest keeps them."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    run = subprocess.run([sys.executable, "-m", "edgekd", "export", str(ckpt), "--backend", "coreml", "--precision", "fp16",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    printed = run.stdout + run.stderr
+    for noise in ("scikit-learn version", "has not been tested with coremltools", "Failed to load _ML", "WARNING",
+                  "DeprecationWarning", "FutureWarning", "Converting PyTorch Frontend", "Running MIL"):
+        assert noise not in printed, noise
+    (manifest_path,) = tmp_path.rglob("manifest.json")
+    messages = json.loads(manifest_path.read_text())["coreml"]["converter_messages"]
+    assert any("has not been tested with coremltools" in m for m in messages)
+    assert any(m.startswith("DeprecationWarning") for m in messages)
+    if not ON_MAC:
+        assert any("Failed to load _MLModelProxy" in m for m in messages)
+
+
+def test_converter_scope_passes_unknown_messages_through_and_all_of_them_on_failure(capsys):
+    import logging
+    import warnings
+
+    from edgekd.backends.coreml import converter_messages
+
+    log = logging.getLogger("coremltools.converters.some_pass")
+    kept: list[str] = []
+    with converter_messages(kept):
+        log.warning("Torch version 9.9 has not been tested with coremltools. You may run into unexpected errors.")
+        log.warning("op 'foo' is not supported: falling back")  # not known to be harmless
+        warnings.warn("internal API moved", DeprecationWarning)
+        warnings.warn("output may be wrong", UserWarning)
+        sys.stderr.write("Running MIL default pipeline:  50%|#####     | 1/2\rsomething real went to stderr\n")
+    err = capsys.readouterr().err
+    assert [m.split(":")[0] for m in kept] == ["coremltools.converters.some_pass WARNING", "DeprecationWarning"]
+    assert "op 'foo' is not supported" in err and "UserWarning: output may be wrong" in err
+    assert "something real went to stderr" in err and "Running MIL" not in err and "has not been tested" not in err
+    assert logging.getLogger("coremltools").propagate is True and not logging.getLogger("coremltools").handlers
+
+    with pytest.raises(RuntimeError), converter_messages([]):
+        log.warning("Torch version 9.9 has not been tested with coremltools.")
+        raise RuntimeError("conversion failed")
+    assert "has not been tested" in capsys.readouterr().err  # on failure the harmless ones may be why: printed

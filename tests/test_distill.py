@@ -180,4 +180,32 @@ def test_run_stages_runs_in_order_and_summarises_each(monkeypatch, tmp_path):
     assert ran == [str(tmp_path / "ta.safetensors"), str(tmp_path / "s.safetensors")]
     assert done == [("ta", "ta.safetensors"), ("s", "s.safetensors")]
     assert summaries[1] == {"stage": "s", "checkpoint": str(tmp_path / "s.safetensors"), "wall_s": 2.0,
-                            "last_epoch": {"epoch": 1, "val_miou": 0.5}}
+                            "last_epoch": {"epoch": 1, "val_miou": 0.5}, "teacher_cache": []}
+
+
+def test_cli_summary_separates_cache_build_from_training_and_says_where_the_cache_is(synthetic_root, teacher_ckpt, tmp_path, capsys):
+    """First run: the cache is built (its seconds printed apart from training); second run: reused, same folder."""
+    import json
+
+    from edgekd.cli import main
+
+    cache_dir = tmp_path / "cache"
+    argv = ["distill", "--teacher", str(teacher_ckpt), "--student", "unet_tiny", "--data", str(synthetic_root),
+            "--loss", "ce", "--loss", "kd", "--cache-dir", str(cache_dir), "--epochs", "1", "--batch-size", "2",
+            "--crop-size", "48x64", "--max-steps-per-epoch", "1", "--eval-images", "2", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "a.safetensors"), "--json"]) == 0
+    (first,) = json.loads(capsys.readouterr().out)
+    (cache,) = first["teacher_cache"]
+    assert cache["built"] is True and cache["build_seconds"] > 0 and first["wall_s"] > 0
+    assert Path(cache["path"]).parent == cache_dir and (Path(cache["path"]) / "logits.f16").is_file()
+    from edgekd.cli.distill import stage_summary
+    from edgekd.training.loop import TrainOutcome
+
+    lines = stage_summary("main", TrainOutcome(Path(first["checkpoint"]), 1, [first["last_epoch"]], first["wall_s"], [cache]))
+    assert f"training {first['wall_s']:.1f} s" in lines[0]
+    assert lines[1] == f"[main] teacher-logit cache built now in {cache['build_seconds']:.1f} s: {cache['path']}"
+
+    assert main(argv + ["--out", str(tmp_path / "b.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "training " in out and f"teacher-logit cache reused (built by an earlier run): {cache['path']}" in out
+    assert "built now" not in out

@@ -98,13 +98,14 @@ def test_roofline_arithmetic(profile):
     t_memory = conv.bytes_moved(4, 4) / 10e9
     assert t_memory > conv.flops / 1e12  # this tiny conv is memory-bound
     expected_bound_ms = 1e3 * (t_memory + max(256 / 1e12, 0.0))  # conv: memory term; relu: compute only (no traffic)
-    assert e.bound_ms == pytest.approx(expected_bound_ms)
-    assert e.latency_ms == pytest.approx(expected_bound_ms / 0.5)
+    assert e.roofline_ms == pytest.approx(expected_bound_ms)  # the DRAM roofline the factor divides
+    assert e.bound_ms == pytest.approx(1e3 * cost.flops / 1e12)  # the hard bound: FLOPs / peak
+    assert e.latency_ms == pytest.approx(expected_bound_ms / 0.5) and not e.at_bound
     assert e.kind == "estimate" and e.efficiency_source.startswith("given by the user")
     assert (e.memory_bound_layers, e.compute_bound_layers) == (1, 1)
     assert t_compute > 0 and e.basis["bytes_per_element"] == 4.0
     half = estimate_cost(cost, profile, "fp16", efficiency=0.5)
-    assert half.bound_ms == pytest.approx(1e3 * (conv.bytes_moved(2, 2) / 10e9 + 256 / 2e12))
+    assert half.roofline_ms == pytest.approx(1e3 * (conv.bytes_moved(2, 2) / 10e9 + 256 / 2e12))
 
 
 def test_missing_peak_is_an_error_and_missing_bandwidth_a_lower_bound(profile):
@@ -114,7 +115,7 @@ def test_missing_peak_is_an_error_and_missing_bandwidth_a_lower_bound(profile):
         estimate_cost(cost, no_fp16, "fp16", efficiency=0.5)
     no_bw = replace(profile, hardware=replace(profile.hardware, memory_bandwidth_gbs=None))
     e = estimate_cost(cost, no_bw, "fp32", efficiency=1.0)
-    assert e.bound_ms == pytest.approx(1e3 * cost.flops / 1e12)
+    assert e.bound_ms == pytest.approx(1e3 * cost.flops / 1e12) == pytest.approx(e.roofline_ms)
     assert any("lower bound" in n for n in e.notes)
     with pytest.raises(EdgekdError, match="efficiency"):
         estimate_cost(cost, profile, "fp32", efficiency=1.5)
@@ -142,3 +143,76 @@ def test_efficiency_source_is_stated(profile, monkeypatch):
     assert borrowed.efficiency == 1.0 and borrowed.efficiency_source.startswith("NOT measured on jetson-orin-nano")
     assert estimate_cost(cost, profile, "fp16").efficiency == 0.5  # 16-bit borrows the bf16 fit
     assert any("not measured on this device" in n for n in borrowed.notes)
+
+
+@pytest.fixture(scope="module")
+def zoo_costs(tmp_path_factory):
+    """Two zoo graphs at a small size: a compute-heavy one (conv stacks) and a light mobile one."""
+    import torch
+
+    from edgekd.backends.onnx_export import export_onnx
+    from edgekd.models import create_model
+
+    out = {}
+    for name in ("unet_tiny", "lraspp_mobilenetv3_small"):
+        torch.manual_seed(0)
+        path = tmp_path_factory.mktemp(name) / "model.onnx"
+        export_onnx(create_model(name, num_classes=11).eval(), (64, 96), path)
+        out[name] = graph_cost(path)
+    return out
+
+
+def test_estimate_is_never_below_its_bound_on_any_shipped_profile(zoo_costs):
+    """Every (profile, precision with a peak, zoo model) row: estimate ≥ FLOPs/peak, with the calibrated
+    factors as they ship (the host's are above 1, which used to print estimates below the bound)."""
+    from edgekd.estimate.roofline import PEAK_KEYS
+    from edgekd.profiles import list_profiles
+
+    rows = 0
+    for profile in list_profiles():
+        for precision in profile.precisions:
+            if precision not in PEAK_KEYS or getattr(profile.hardware, PEAK_KEYS[precision]) is None:
+                continue
+            for name, cost in zoo_costs.items():
+                e = estimate_cost(cost, profile, precision)
+                assert e.latency_ms >= e.bound_ms * (1 - 1e-12), (profile.name, precision, name)
+                assert e.roofline_ms >= e.bound_ms * (1 - 1e-12)
+                if e.at_bound:
+                    assert e.latency_ms == e.bound_ms and any("bound itself" in n for n in e.notes)
+                else:
+                    assert e.latency_ms == pytest.approx(e.roofline_ms / e.efficiency)
+                rows += 1
+    assert rows >= 10
+
+
+def test_a_factor_above_one_on_a_compute_bound_graph_gives_the_bound_itself(profile):
+    """Calibrated host factors exceed 1; on a compute-bound graph roofline/factor would undercut FLOPs/peak."""
+    cost = graph_cost(conv_relu_model(False))
+    compute_only = replace(profile, hardware=replace(profile.hardware, memory_bandwidth_gbs=None))
+    from edgekd.estimate import calibration
+
+    fitted = {"date": "d", "entries": {f"{profile.name}/{profile.backend}/fp32": {
+        "efficiency": 1.25, "runtime": "x", "fit_models": ["a"], "test_models": ["b"], "test_median_abs_error_pct": 5.0}}}
+    import unittest.mock
+
+    with unittest.mock.patch.object(calibration, "CALIBRATION", fitted):
+        e = estimate_cost(cost, compute_only, "fp32")
+    assert e.efficiency == 1.25 and e.roofline_ms == pytest.approx(e.bound_ms)
+    assert e.at_bound and e.latency_ms == pytest.approx(e.bound_ms)
+    assert any("the estimate is that bound itself" in n for n in e.notes)
+
+
+def test_estimate_cli_says_when_the_estimate_is_the_bound(tmp_path, capsys, monkeypatch):
+    from edgekd.cli import main
+    from edgekd.estimate import calibration
+
+    path = tmp_path / "conv.onnx"
+    import onnx
+
+    onnx.save(conv_relu_model(False), path)
+    fitted = {"date": "d", "entries": {"host/onnxruntime/fp32": {
+        "efficiency": 50.0, "runtime": "x", "fit_models": ["a"], "test_models": ["b"], "test_median_abs_error_pct": 5.0}}}
+    monkeypatch.setattr(calibration, "CALIBRATION", fitted)
+    assert main(["estimate", str(path), "--device", "host", "--precision", "fp32"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # lines wrap at 80 columns in a pipe
+    assert "= the lower bound itself" in out and "lower bound (FLOPs ÷ peak)" in out

@@ -215,7 +215,7 @@ def device_table(models: list[str], work: Path, devices: list[str], overrides: d
     for device in devices:
         profile = load_profile(device)
         precisions = [p for p in profile.precisions if getattr(profile.hardware, PEAK_KEYS[p]) is not None]
-        lines += [f"\n**{device}** (estimate, not measured): ms with the efficiency factor / roofline bound\n",
+        lines += [f"\n**{device}** (estimate, not measured): ms with the efficiency factor / roofline at efficiency 1\n",
                   "| model | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
         for name in models:
             cost = graph_cost(export(name, work))
@@ -223,7 +223,7 @@ def device_table(models: list[str], work: Path, devices: list[str], overrides: d
             for p in precisions:
                 e = estimate_cost(cost, profile, p, **overrides)
                 bases[(device, p)] = e
-                cells.append(f"{e.latency_ms:.1f} / {e.bound_ms:.2f}")
+                cells.append(f"{e.latency_ms:.1f} / {e.roofline_ms:.2f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     for (device, p), e in bases.items():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -27,10 +29,95 @@ WEIGHT_MODES = ("none", "linear8", "palettize4", "palettize6", "palettize8")
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 MACOS_ONLY = "Core ML prediction needs macOS"
 
+# What coremltools and torch.export say on every conversion although it succeeded, with why each is
+# harmless here. These go into the manifest (coreml.converter_messages), not to the terminal;
+# anything else they say is passed through to stderr.
+_HARMLESS_LOG = (
+    (r"scikit-learn version .* is not supported", "edgekd converts from PyTorch, not scikit-learn"),
+    (r"Torch version .* has not been tested with coremltools", "the spec check (and parity on macOS) checks the result"),
+)
+_HARMLESS_OFF_MAC = (r"Failed to load _ML\w*Proxy: No module named 'coremltools\.libcoremlpython'",
+                     "the native Core ML runtime exists only on macOS; export and the spec check do not use it")
+_HARMLESS_WARNINGS = (DeprecationWarning, FutureWarning, ResourceWarning)  # library internals (coremltools, torch, tempfile)
+_PROGRESS = re.compile(r"^(Converting PyTorch Frontend ==> MIL Ops|Running MIL \w+ pipeline):")  # coremltools' tqdm bars
+_IMPORT_MESSAGES: list[str] = []  # what the one import of coremltools in this process said (import-time warnings)
+
+
+def _harmless_log(message: str) -> bool:
+    patterns = [p for p, _ in _HARMLESS_LOG] + ([] if sys.platform == "darwin" else [_HARMLESS_OFF_MAC[0]])
+    return any(re.search(p, message) for p in patterns)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def converter_messages(kept: list[str]):
+    """Scope in which coremltools' known-harmless output is collected into ``kept`` instead of printed.
+
+    At their sources: the ``coremltools`` logger (WARNING and up; records stop propagating to the
+    root logger here), ``warnings`` of the categories above, and the tqdm progress bars the
+    converter writes to stderr. A log record, warning or stderr line not known to be harmless is
+    printed to stderr as before: a message that signals a real problem is never swallowed. When the
+    scope fails, the harmless ones are printed too (an untested torch version may be why).
+    Nothing outside the scope (other loggers, other backends) is touched.
+    """
+    logger = logging.getLogger("coremltools")
+    handler, propagate, stderr = _Collect(), logger.propagate, io.StringIO()
+    logger.addHandler(handler)
+    logger.propagate = False
+    failed = False
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
+            warnings.simplefilter("always")
+            try:
+                yield
+            except BaseException:
+                failed = True
+                raise
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        _sort_messages(handler.records, caught, stderr.getvalue(), kept, print_all=failed)
+
+
+def _sort_messages(records: list[logging.LogRecord], caught: list, stderr: str, kept: list[str], print_all: bool) -> None:
+    for record in records:
+        text = f"{record.name} {record.levelname}: {record.getMessage()}"
+        if _harmless_log(record.getMessage()) and not print_all:
+            kept.append(text)
+        else:
+            print(text, file=sys.stderr)
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message} ({Path(w.filename).name}:{w.lineno})"
+        if issubclass(w.category, _HARMLESS_WARNINGS) and not print_all:
+            kept.append(text)
+        else:
+            print(f"warning: {text}", file=sys.stderr)
+    for line in re.split(r"[\r\n]+", stderr):
+        if line.strip() and not _PROGRESS.match(line):
+            print(line, file=sys.stderr)
+
+
+def _counted(messages: list[str]) -> list[str]:
+    """Each distinct message once, in first-seen order, with ``(×N)`` when it came N > 1 times."""
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m] = counts.get(m, 0) + 1
+    return [m if n == 1 else f"{m} (×{n})" for m, n in counts.items()]
+
 
 def _ct():
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        if "coremltools" in sys.modules:
+            return sys.modules["coremltools"]
+        with converter_messages(_IMPORT_MESSAGES):
             import coremltools
     except ImportError as err:
         raise BackendUnavailable(f"coremltools is not installed ({err}); pip install 'edgekd[coreml]'") from err
@@ -153,9 +240,11 @@ class CoreMLBackend(Backend):
         bake = bool(options.get("coreml_bake_normalization", False))
         if request.dynamic_batch:
             raise EdgekdError("Core ML export uses a fixed batch of 1 (one camera frame); drop --dynamic-batch for coreml")
-        ml = self._convert(ct, request, bake, units, target)
-        if weights != "none":
-            ml = _compress(ml, weights)
+        messages: list[str] = []
+        with converter_messages(messages):
+            ml = self._convert(ct, request, bake, units, target)
+            if weights != "none":
+                ml = _compress(ml, weights)
         normalization = request.metadata["normalization"]
         ml.short_description = f"edgekd {request.metadata.get('arch', '')} segmentation: logits N×C×H×W"
         ml.user_defined_metadata.update({
@@ -168,7 +257,8 @@ class CoreMLBackend(Backend):
             "precision_used": f"{request.precision} compute" + ("" if weights == "none" else f", {weights} weights"),
             "coreml": {"compute_units": units, "minimum_deployment_target": target, "weights": weights,
                        "normalization_baked": bake, "input_name": "image" if bake else "input",
-                       "spec_check": spec_check(request.out_dir / MODEL_FILE)},
+                       "spec_check": spec_check(request.out_dir / MODEL_FILE),
+                       "converter_messages": _counted(_IMPORT_MESSAGES + messages)},
         }
 
     def _convert(self, ct: Any, request: ExportRequest, bake: bool, units: str, target: str) -> Any:
@@ -179,15 +269,12 @@ class CoreMLBackend(Backend):
         inputs = [ct.ImageType(name="image", shape=(1, 3, h, w), color_layout=ct.colorlayout.RGB)] if bake \
             else [ct.TensorType(name="input", shape=(1, 3, h, w))]
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # coremltools' own internals, not ours
-                warnings.simplefilter("ignore", FutureWarning)
-                program = torch.export.export(module, (torch.zeros(1, 3, h, w),)).run_decompositions({})
-                return ct.convert(
-                    program, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
-                    compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
-                    minimum_deployment_target=getattr(ct.target, target), compute_units=getattr(ct.ComputeUnit, units),
-                )
+            program = torch.export.export(module, (torch.zeros(1, 3, h, w),)).run_decompositions({})
+            return ct.convert(
+                program, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
+                compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
+                minimum_deployment_target=getattr(ct.target, target), compute_units=getattr(ct.ComputeUnit, units),
+            )
         except Exception as err:
             raise converter_error("coremltools.convert", err, "replace that op, or export another backend") from err
 
@@ -207,10 +294,9 @@ class CoreMLBackend(Backend):
         ch, cw = contract.camera_hw
         layout = ct.colorlayout.BGR if contract.channel_order == "BGR" else ct.colorlayout.RGB
         module = _frame_module(request.model, contract)
+        messages: list[str] = []
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", FutureWarning)
+            with converter_messages(messages):
                 program = torch.export.export(module, (torch.zeros(1, 3, ch, cw),)).run_decompositions({})
                 ml = ct.convert(program, inputs=[ct.ImageType(name="frame", shape=(1, 3, ch, cw), color_layout=layout)],
                                 outputs=[ct.TensorType(name="classes")], convert_to="mlprogram",
@@ -227,7 +313,8 @@ class CoreMLBackend(Backend):
         io_contract["input"]["coreml"] = ("an image input (CVPixelBuffer / PIL RGB image) of the camera size; Core ML hands "
                                           f"the graph its channels as {contract.channel_order}")
         return {"io_contract": io_contract, "coreml": {"compute_units": units, "minimum_deployment_target": target,
-                "weights": "none", "normalization_baked": True, "input_name": "frame", "spec_check": spec_check(path)}}
+                "weights": "none", "normalization_baked": True, "input_name": "frame", "spec_check": spec_check(path),
+                "converter_messages": _counted(_IMPORT_MESSAGES + messages)}}
 
     def load(self, artifact_dir: Path, **runtime_options: Any) -> Session:
         self.check_runtime_options(runtime_options)

@@ -7,9 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from edgekd.bench.plan import Cell
+from edgekd.core.tables import output_width
 from edgekd.profiles import DeviceProfile
 
 
@@ -32,20 +32,25 @@ def _accuracy_text(acc: dict[str, Any] | None) -> str:
     return text
 
 
-def results_table(records: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, header_style="bold", show_lines=False)
-    for col, just in [("candidate", "left"), ("backend", "left"), ("precision used", "left"), ("input", "right"),
-                      ("p50 ms", "right"), ("p99 ms", "right"), ("FPS", "right"), ("e2e ms", "right"),
-                      ("miss %", "right"), ("peak MB", "right"), ("mIoU (Δ)", "right"), ("status", "left")]:
-        table.add_column(col, justify=just)
+def results_table(records: list[dict[str, Any]], title: str):
+    """The run's summary (``edgekd.core.tables.FitTable``): a failed or unavailable cell's error goes to a
+    numbered footnote in full, the status cell keeps its word and the marker."""
+    from edgekd.core.tables import NUMBER, Col, FitTable, Footnoted
+
+    cols = [Col("candidate"), Col("backend"), Col("precision used"), Col("input", NUMBER), Col("p50 ms", NUMBER),
+            Col("p99 ms", NUMBER), Col("FPS", NUMBER), Col("e2e ms", NUMBER), Col("miss %", NUMBER), Col("peak MB", NUMBER),
+            Col("mIoU (Δ)", NUMBER), Col("status")]
+    table = FitTable(cols, title=escape(title), keys=2)
     for r in records:
         lat, e2e, paced, backend = r.get("latency_ms") or {}, r.get("e2e") or {}, r.get("paced") or {}, r.get("backend") or {}
         budget = r.get("budget") or {}
-        status = r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/]: {escape((str(r.get('error') or '').splitlines() or [''])[0][:60])}"
+        label = str((r.get("candidate") or {}).get("label", "?"))
+        error = (str(r.get("error") or "").splitlines() or [""])[0]
+        status = r["status"] if r["status"] == "ok" else Footnoted.of(f"[red]{escape(r['status'])}[/]", f"{label}: {error}" if error else None)
         ok = "green" if budget.get("latency_ok") else "yellow"
         table.add_row(
-            escape(str((r.get("candidate") or {}).get("label", "?"))), escape(str(backend.get("name"))),
-            f"{r.get('precision_requested')} → {backend.get('precision_used') or '—'}",
+            escape(label), escape(str(backend.get("name"))),
+            escape(f"{r.get('precision_requested')} → {backend.get('precision_used') or '—'}"),
             "x".join(map(str, r.get("input_size") or [])),
             _fmt(lat.get("p50"), ".2f"), f"[{ok}]{_fmt(lat.get('p99'), '.2f')}[/]" if lat else "—",
             _fmt(r.get("fps_sync")), _fmt(e2e.get("frame_ms_p50")), _fmt(paced.get("deadline_miss_pct")),
@@ -99,7 +104,7 @@ class RichReporter:
         self.progress.update(self.task, description="done")
         self.progress.stop()
         if records:
-            self.console.print(results_table(records, self.title))
+            self.console.print(results_table(records, self.title), width=output_width(self.console))
 
 
 class FleetReporter:

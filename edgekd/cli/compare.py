@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.compare import compare_results, make_plots, pick_per_device
     from edgekd.compare.format import print_terminal, render
     from edgekd.compare.table import sort_table
+    from edgekd.core.tables import table_console
 
     df = compare_results(args.results, device=args.device)
     err = Console(stderr=True)
@@ -46,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sort:
         df = sort_table(df, args.sort)
     if args.format == "table":
-        out = Console()
-        print_terminal(df, out if out.is_terminal else Console(width=250))
+        print_terminal(df, table_console())
     else:
         sys.stdout.write(render(df, args.format))
     if args.pick:

@@ -22,12 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from edgekd.cli._common import progress_bar
+    from edgekd.core.tables import table_console
     from edgekd.demo import DemoConfig, run_demo
 
-    console = Console()
+    console = table_console()
     cfg = DemoConfig(out=args.out, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                      bench_seconds=args.duration, coreml=args.coreml, seed=args.seed)
     t0 = time.perf_counter()
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  {name:<14} {path}", markup=False)
     from edgekd.compare.format import print_terminal
 
-    print_terminal(result.table, console if console.is_terminal else Console(width=200))
+    print_terminal(result.table, console)
     console.print("Pick for host: " + result.pick, markup=False, soft_wrap=True)
     _print_kd_pairs(console, result.kd_pairs)
     return 0
@@ -49,15 +48,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_kd_pairs(console, pairs) -> None:
     """Last thing on screen: did distillation help, on images no training step saw?"""
-    from rich.table import Table
+    from rich.markup import escape
 
+    from edgekd.core.tables import NUMBER, Col, FitTable
     from edgekd.demo import HELDOUT_SPLIT
 
     images = pairs[0].images if pairs else 0
-    table = Table(title=f"KD vs no-KD twin: mIoU (%) on the held-out synthetic split '{HELDOUT_SPLIT}' ({images} images, "
-                        "never trained on; PyTorch FP32; same seed and schedule)")
-    for column in ("student", "no KD", "KD", "Δ points"):
-        table.add_column(column, justify="left" if column == "student" else "right")
+    table = FitTable([Col("student"), Col("no KD", NUMBER), Col("KD", NUMBER), Col("Δ points", NUMBER)],
+                     title=escape(f"KD vs no-KD twin: mIoU (%) on the held-out synthetic split '{HELDOUT_SPLIT}' ({images} "
+                                  "images, never trained on; PyTorch FP32; same seed and schedule)"))
     for p in pairs:
         table.add_row(p.student, f"{100 * p.no_kd_miou:.2f}", f"{100 * p.kd_miou:.2f}", f"{p.delta_points:+.2f}")
     console.print(table)

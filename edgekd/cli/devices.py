@@ -23,18 +23,17 @@ def _detail(name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
-    from rich.table import Table
 
-    from edgekd.bench.display import wide_console
+    from edgekd.core.tables import NUMBER, TEXT, Col, FitTable, table_console
 
     from edgekd.profiles import list_profiles
 
     if args.name:
         _detail(args.name)
         return 0
-    table = Table(title="device profiles", header_style="bold")
-    for col in ("name", "backend", "precisions", "input", "camera", "FPS", "budget ms", "memory MB", "connection", "hardware"):
-        table.add_column(col)
+    table = FitTable([Col("name"), Col("backend"), Col("precisions"), Col("input", NUMBER), Col("camera", NUMBER), Col("FPS", NUMBER),
+                      Col("budget ms", NUMBER), Col("memory MB", NUMBER), Col("connection"), Col("hardware", TEXT)],
+                     title="device profiles")
     for p in list_profiles():
         rt, hw, cam = p.real_time, p.hardware, p.camera
         conn = "local" if p.connection.type == "local" else f"ssh {p.connection.host or '(--host)'}"
@@ -44,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
                  f"{cam.width}x{cam.height}@{cam.fps:g}", f"{rt.target_fps:g}", f"{rt.latency_budget_ms:g}",
                  f"{rt.memory_budget_mb:g}", conn, f"{hw.cpu or '?'}" + (f", {hw.memory_gb:g} GB" if hw.memory_gb else "")]
         table.add_row(*(escape(c) for c in cells))  # profile text is data, never markup
-    wide_console().print(table)
+    table_console().print(table)
     return 0

@@ -80,6 +80,18 @@ def print_loss_catalogue() -> None:
         print(f"{'':7} options: {options or '(none)'}")
 
 
+def stage_summary(name: str, outcome) -> list[str]:
+    """The lines printed when a stage ends: checkpoint, training time, mIoU, then each teacher cache —
+    built now (and how long that took, which the training time leaves out) or reused, and where it lives."""
+    last = outcome.history[-1] if outcome.history else {}
+    lines = [f"[{name}] wrote {outcome.checkpoint}; training {outcome.wall_s:.1f} s; "
+             f"val mIoU {100.0 * last.get('val_miou', float('nan')):.2f} %"]
+    for cache in outcome.teacher_cache:
+        how = f"built now in {cache['build_seconds']:.1f} s" if cache["built"] else "reused (built by an earlier run)"
+        lines.append(f"[{name}] teacher-logit cache {how}: {cache['path']}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from edgekd.training.recipe import load_recipe, run_stages
 
@@ -92,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
     main = is_main_process()  # under torchrun only rank 0 shows progress and prints the outcome
 
     def done(name: str, outcome) -> None:
-        last = outcome.history[-1] if outcome.history else {}
         if main and not args.json:
-            print(f"[{name}] wrote {outcome.checkpoint} in {outcome.wall_s:.1f} s; val mIoU {100.0 * last.get('val_miou', float('nan')):.2f} %")
+            for line in stage_summary(name, outcome):
+                print(line)
 
     with progress_bar(main and not args.no_progress and not args.json) as progress:
         summaries = run_stages(stages, progress=progress, on_stage_done=done)

@@ -29,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from rich.console import Console
 
     from edgekd.cli._common import print_json
@@ -44,5 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        render(report, Console(file=sys.stdout, width=max(120, Console().width)))
+        from edgekd.core.tables import table_console
+
+        render(report, table_console())
     return report.exit_code

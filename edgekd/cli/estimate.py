@@ -27,9 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from edgekd.cli._common import print_json
+    from edgekd.core.tables import table_console
     from edgekd.estimate.targets import estimate_target
 
     overrides = {k: v for k, v in (("efficiency", args.efficiency), ("peak_tflops", args.peak_tflops),
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"kind": "estimate", "estimates": [e.to_dict() for e in estimates], "skipped": skipped})
         return 0
-    console = Console(width=max(120, Console().width))
+    console = table_console()
     shared = _shared_lines(estimates)
     if shared:
         console.print(f"[bold]{_escape(estimates[0].device)}[/], for every estimate below:")
@@ -82,12 +81,19 @@ def _print(console, e, layers: int, skip: set[str] = frozenset()) -> None:
     b = e.basis
     escape = _escape
     console.print(f"[bold]estimate[/] (not a measurement) {escape(e.device)} {escape(e.precision)}: [bold]{e.latency_ms:.2f} ms[/] "
-                  f"(~{e.fps:.0f} FPS); roofline bound at 100% efficiency {e.bound_ms:.2f} ms")
+                  f"(~{e.fps:.0f} FPS)" + (" = the lower bound itself" if e.at_bound else ""))
+    console.print(f"  lower bound (FLOPs ÷ peak) {e.bound_ms:.2f} ms; roofline at 100% efficiency {e.roofline_ms:.2f} ms "
+                  "(its memory term assumes DRAM traffic, so caches can beat it)")
     console.print(f"  graph: {escape(str(b['onnx']))}, {e.flops / 1e9:.2f} GFLOPs, {e.bytes / 1e6:.1f} MB moved at "
                   f"{b['bytes_per_element']:g} B/element; {e.memory_bound_layers} memory-bound / {e.compute_bound_layers} compute-bound layers")
     console.print(f"  basis: peak {b['peak']}; bandwidth {b['bandwidth']}", markup=False)
     for line in _detail_lines(e):
         if line not in skip:
             console.print(line)
-    for layer in e.top_layers[:layers]:
-        console.print(f"    {layer.ms / e.efficiency:7.2f} ms  {layer.op_type:14s} {layer.bound:7s} {layer.name}", markup=False)
+    if layers > 0 and e.top_layers:
+        from edgekd.core.tables import NUMBER, Col, FitTable
+
+        table = FitTable([Col("ms", NUMBER), Col("op"), Col("bound"), Col("layer")], box=None, pad_edge=False)
+        for layer in e.top_layers[:layers]:
+            table.add_row(f"{layer.ms / e.efficiency:.2f}", escape(layer.op_type), layer.bound, escape(layer.name))
+        console.print(table)

@@ -58,21 +58,19 @@ def _size(result: dict) -> str:
 
 def _print(results: list[dict], arch: str, dataset: str, split: str) -> None:
     """Per-class IoU, one column per input size, then one summary line per size."""
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=escape(f"{arch} on {dataset}/{split} ({results[0]['images']} images)"))
-    table.add_column("class")
-    for result in results:
-        table.add_column(f"IoU @ {_size(result)}" if len(results) > 1 else "IoU", justify="right")
+    from edgekd.core.tables import NUMBER, Col, FitTable, table_console
+
+    table = FitTable([Col("class")] + [Col(f"IoU @ {_size(r)}" if len(results) > 1 else "IoU", NUMBER) for r in results],
+                     title=escape(f"{arch} on {dataset}/{split} ({results[0]['images']} images)"))
     for name in results[0]["per_class_iou"]:
         cells = [result["per_class_iou"][name] for result in results]
         table.add_row(escape(name), *("–" if iou is None else f"{100 * iou:.2f}" for iou in cells))
-    console = Console()
+    console = table_console()
     console.print(table)
     for result in results:
         console.print(
             f"{_size(result)}: mIoU {100 * result['miou']:.2f} · pixel acc {100 * result['pixel_accuracy']:.2f} · "
             f"boundary F ({result['boundary_tolerance_px']} px) {100 * result['boundary_f']:.2f} · "
-            f"{result['images_per_s']:.2f} images/s", soft_wrap=True, highlight=False)
+            f"{result['images_per_s']:.2f} images/s", highlight=False)

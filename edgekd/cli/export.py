@@ -109,7 +109,6 @@ def print_precision_table() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markup import escape
 
     from edgekd.errors import EdgekdError
@@ -124,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edgekd.export import ExportOptions, export_artifacts, read_manifest
 
-    console = Console()
+    from edgekd.core.tables import table_console
+
+    console = table_console()
     opts = ExportOptions(
         backends=args.backend, precisions=args.precision, out_dir=args.out, calib_dir=args.calib,
         calib_size=args.calib_images, calib_split=args.calib_split, calib_method=args.calib_method, data_dir=args.data,
@@ -146,16 +147,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(console, artifacts: list) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
+    from edgekd.core.tables import NUMBER, Col, FitTable
     from edgekd.parity import worst_warning
 
     if not artifacts:
         return
-    table = Table(title=f"edgekd export → {artifacts[0][0].parent}")
-    table.add_column("artifact", no_wrap=True)
-    for column in ("size MB", "max |Δlogit|", "argmax agree", "mIoU Δ pts", "parity"):
-        table.add_column(column, overflow="fold")
+    table = FitTable([Col("artifact"), Col("size MB", NUMBER), Col("max |Δlogit|", NUMBER), Col("argmax agree", NUMBER),
+                      Col("mIoU Δ pts", NUMBER), Col("parity")], title=escape(f"edgekd export → {artifacts[0][0].parent}"))
     for path, manifest in artifacts:
         p = manifest["parity"]
         style = "red" if worst_warning(p) else ("green" if p.get("status") == "ok" else "yellow")
@@ -165,7 +164,7 @@ def _print_summary(console, artifacts: list) -> None:
             cells = (logit, f"{p['argmax_agreement'] * 100:.2f}%", delta, f"{p['status']} ({p['variant']})")
         else:
             cells = ("-", "-", "-", p.get("status", "?"))
-        table.add_row(path.name, f"{manifest['size_bytes'] / 1e6:.2f}", *[f"[{style}]{c}[/{style}]" for c in cells])
+        table.add_row(escape(path.name), f"{manifest['size_bytes'] / 1e6:.2f}", *[f"[{style}]{escape(c)}[/{style}]" for c in cells])
     console.print(table)
     for path, manifest in artifacts:
         p = manifest["parity"]

@@ -44,19 +44,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from edgekd.core.tables import NUMBER, Col, FitTable, Footnoted, table_console
 
     h, w = args.input_size
-    table = Table(title=f"edgekd model zoo (MACs at {h}×{w}, {args.num_classes} classes)")
-    for col in ("name", "role", "params (M)", "GMACs", "stride"):
-        table.add_column(col, justify="right" if col[0] in "pGs" else "left", no_wrap=True)
-    for r in rows:
+    table = FitTable([Col("name"), Col("role"), Col("params (M)", NUMBER), Col("GMACs", NUMBER), Col("stride", NUMBER)],
+                     title=f"edgekd model zoo (MACs at {h}×{w}, {args.num_classes} classes)")
+    for r in rows:  # a model's note (why its MACs are n/a) is a footnote: one long cell would squeeze every column
         macs = f"{r['macs'] / 1e9:.2f}" if r["macs"] is not None else "n/a"
-        table.add_row(r["name"], r["role"], f"{r['params'] / 1e6:.2f}", macs, str(r["output_stride"]))
-    console = Console()
-    console.print(table)
-    for r in rows:
-        if r["note"]:
-            console.print(f"{r['name']}: {r['note']}", markup=False)
+        macs = Footnoted.of(macs, f"{r['name']}: {r['note']}" if r["note"] else None)
+        table.add_row(escape(r["name"]), r["role"], f"{r['params'] / 1e6:.2f}", macs, str(r["output_stride"]))
+    table_console().print(table)
     return 0

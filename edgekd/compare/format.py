@@ -185,29 +185,46 @@ def to_html_table(df: pd.DataFrame, keys: list[str] | None = None, css_class: st
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def rich_table(df: pd.DataFrame, title: str, footnotes: list[str]):
-    """A rich Table: ok rows coloured by verdict, others dimmed; reasons and notes become numbered footnotes."""
+NUMBER_LIKE = ("latency_p50_ci", "latency_p99_ci")  # "12.1–12.9": read as numbers, never wrapped
+FREE_TEXT = ("vs_curve",)
+
+
+def _terminal_column(key: str):
+    from edgekd.core.tables import LABEL, NUMBER, TEXT, Col
+
+    col = TERMINAL_ONLY.get(key) or BY_KEY[key]
+    kind = NUMBER if col.fmt or key in NUMBER_LIKE else TEXT if key in FREE_TEXT else LABEL
+    return Col(col.header, kind)
+
+
+def _terminal_cell(row: pd.Series, key: str):
+    """A terminal cell; the status keeps its word and sends the reason and note to footnotes, the verdict
+    keeps meets/misses/unknown and sends its detail there."""
     from rich.markup import escape
-    from rich.table import Table
+
+    from edgekd.core.tables import Footnoted
+
+    label = f"{row.get('candidate')} {row.get('backend')}-{row.get('precision')}"
+    if key == "status":
+        reason = None if row.get("status") == "ok" else row.get("reason")
+        note = row.get("note")
+        return Footnoted.of(escape(str(row.get("status"))), *(f"{label}: {t}" for t in (reason, note) if isinstance(t, str) and t))
+    if key == "verdict" and not _missing(row.get("verdict")) and row.get("verdict") != "meets":
+        return Footnoted.of(escape(str(row.get("verdict"))), f"{label}: {row.get('verdict')}: {row.get('verdict_detail')}")
+    return escape(terminal_text(row, key))
+
+
+def rich_table(df: pd.DataFrame, title: str, footnotes):
+    """The terminal table (``edgekd.core.tables.FitTable``): ok rows coloured by verdict, others dimmed;
+    reasons, notes and verdict details become numbered footnotes in ``footnotes``."""
+    from edgekd.core.tables import FitTable
 
     keys = terminal_keys(df)
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for key in keys:
-        col = TERMINAL_ONLY.get(key) or BY_KEY[key]
-        table.add_column(col.header, justify="right" if col.fmt else "left", overflow="fold")
+    table = FitTable([_terminal_column(k) for k in keys], title=title, keys=2, footnotes=footnotes)
     styles = {"meets": "green", "misses": "red", "unknown": "yellow"}
     for _, row in df.iterrows():
-        cells = [escape(terminal_text(row, key)) for key in keys]
-        marks = []
-        for text in (None if row.get("status") == "ok" else row.get("reason"), row.get("note")):
-            if isinstance(text, str) and text:
-                label = f"{row.get('candidate')} {row.get('backend')}-{row.get('precision')}"
-                footnotes.append(f"[{len(footnotes) + 1}] {label}: {text}")
-                marks.append(f"[{len(footnotes)}]")
-        if marks:
-            cells[keys.index("status")] = f"{row.get('status')} {' '.join(marks)}"
         style = styles.get(row.get("verdict"), "dim") if row.get("status") == "ok" else "dim"
-        table.add_row(*cells, style=style)
+        table.add_row(*(_terminal_cell(row, key) for key in keys), style=style)
     return table
 
 
@@ -215,7 +232,9 @@ def print_terminal(df: pd.DataFrame, console) -> None:
     """One table per device for measurements, a separate one for estimates, then the footnotes."""
     from rich.markup import escape
 
-    footnotes: list[str] = []
+    from edgekd.core.tables import Footnotes
+
+    footnotes = Footnotes()
     for kind, label in (("measurement", "measured"), ("estimate", "ESTIMATES (not measured; never mixed with measurements)")):
         part = df[df["kind"] == kind]
         for device, group in part.groupby("device", sort=True, dropna=False):
@@ -223,8 +242,7 @@ def print_terminal(df: pd.DataFrame, console) -> None:
             limits = (f" — budget ≥ {budget['target_fps']:g} FPS, p99 ≤ {budget['latency_budget_ms']:g} ms, "
                       f"peak ≤ {budget['memory_budget_mb']:g} MB") if budget else " — no budget recorded"
             console.print(rich_table(group, escape(f"{device}: {label}{limits}"), footnotes))
-    for line in footnotes:
-        console.print(escape(line), style="dim", soft_wrap=True)
+    console.print(footnotes)
     console.print("mIoU and Δ in % points; ★ = on the device's accuracy-vs-FPS Pareto front (speeds whose p50 95% "
                   "intervals overlap count as equal); 'p50 not distinguishable from' = those overlaps, never ranked; "
                   "fused = pre/post-processing inside the graph (--embed-pre-post); "

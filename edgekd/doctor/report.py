@@ -10,8 +10,9 @@ STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 def render(report: DoctorReport, console: Any) -> None:
     from rich.markup import escape
-    from rich.table import Table
     from rich.text import Text
+
+    from edgekd.core.tables import Col, FitTable
 
     facts = report.facts
     head = f"[bold]edgekd doctor[/] {escape(str(report.target))} ({escape(str(report.kind))}"
@@ -22,10 +23,7 @@ def render(report: DoctorReport, console: Any) -> None:
     console.print(head + f") on {escape(', '.join(report.devices))}")
     for size, g in (facts.get("graphs") or {}).items():
         console.print(f"  ONNX graph at {size}: {g['nodes']} nodes, {g['gflops']:.2f} GFLOPs")
-    table = Table(show_lines=True, expand=False)
-    table.add_column("severity", no_wrap=True)
-    table.add_column("device", no_wrap=True)
-    table.add_column("finding")
+    table = FitTable([Col("severity"), Col("device"), Col("finding")], keys=2, show_lines=True)
     for f in report.sorted_findings():
         cell = Text(f.what, style="bold")
         cell.append(f"\n[{f.code}] why: {f.why_it_matters}", style="default")
@@ -41,16 +39,16 @@ def render(report: DoctorReport, console: Any) -> None:
 
 def render_fix(fix: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from edgekd.core.tables import NUMBER, Col, FitTable
 
     p = fix["parity"]
     console.print(f"\n[bold]--fix[/] wrote {escape(str(fix['out']))}: {fix['subnormals_flushed']:,} subnormal values flushed to zero")
     console.print(f"  parity on {p['inputs']}: argmax agreement {p['argmax_agreement'] * 100:.3f}%, "
                   f"max |Δlogit| {p['max_abs_logit_diff']:.2e}")
-    table = Table(title=f"speed on this machine, 1×3×{fix['input_size'][0]}×{fix['input_size'][1]}, "
-                        f"{fix['threads']} threads, denormal flushing off (median ms of interleaved rounds)")
-    for col in ("runtime", "before", "after", "speed-up", "load avg (1/5/15 min)"):
-        table.add_column(col)
+    table = FitTable([Col("runtime"), Col("before", NUMBER), Col("after", NUMBER), Col("speed-up", NUMBER), Col("load avg (1/5/15 min)")],
+                     title=f"speed on this machine, 1×3×{fix['input_size'][0]}×{fix['input_size'][1]}, "
+                           f"{fix['threads']} threads, denormal flushing off (median ms of interleaved rounds)")
     for s in fix["speed"].values():
         table.add_row(s["runtime"], f"{s['before']['median_ms']:.1f}", f"{s['after']['median_ms']:.1f}", f"{s['speedup']:.1f}×",
                       " ".join(map(str, s["load_avg"]["start"] or [])))

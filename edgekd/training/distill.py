@@ -197,6 +197,7 @@ def distill(cfg: DistillConfig, progress=None) -> TrainOutcome:
 
         attach_kd_metrics(out, teachers, val_set, cfg, runtime)
     barrier(runtime)  # a recipe's next stage (on every rank) reads the checkpoint rank 0 just finished
+    outcome.teacher_cache = [c.describe() for c in cache] if cache else []
     return outcome
 
 

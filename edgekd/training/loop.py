@@ -52,7 +52,8 @@ class TrainOutcome:
     checkpoint: Path
     epochs_run: int
     history: list[dict] = field(default_factory=list)
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # the training loop (epochs + their validation), not the setup before it
+    teacher_cache: list[dict] = field(default_factory=list)  # distill: TeacherCache.describe() per cached teacher
 
 
 def make_optimizer(params, cfg: LoopConfig) -> torch.optim.Optimizer:

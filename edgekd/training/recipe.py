@@ -121,14 +121,16 @@ def load_recipe(path: str | Path) -> list[tuple[str, DistillConfig]]:
 def run_stages(stages: list[tuple[str, DistillConfig]], *, progress: Any = None,
                on_stage_done: Callable[[str, TrainOutcome], None] | None = None) -> list[dict[str, Any]]:
     """Distil each (name, config) stage in order (``load_recipe``'s output: a later stage may take an
-    earlier one's checkpoint as its teacher); one summary per stage: name, checkpoint, seconds, last epoch.
+    earlier one's checkpoint as its teacher); one summary per stage: name, checkpoint, training seconds
+    (``wall_s``), last epoch, and the teacher caches (path, built now or reused, build seconds).
 
     ``on_stage_done(name, outcome)`` runs as each stage ends (the CLI prints its line there)."""
     summaries = []
     for name, cfg in stages:
         outcome = distill(cfg, progress=progress)
         last = outcome.history[-1] if outcome.history else {}
-        summaries.append({"stage": name, "checkpoint": str(outcome.checkpoint), "wall_s": outcome.wall_s, "last_epoch": last})
+        summaries.append({"stage": name, "checkpoint": str(outcome.checkpoint), "wall_s": outcome.wall_s, "last_epoch": last,
+                          "teacher_cache": outcome.teacher_cache})
         if on_stage_done is not None:
             on_stage_done(name, outcome)
     return summaries

@@ -36,6 +36,12 @@ class TeacherCache:
     path: Path
     logits: np.memmap  # N×C×H×W float16
     build_seconds: float
+    built: bool = True  # False: a complete cache from an earlier run was opened as it was
+
+    def describe(self) -> dict:
+        """Where the cache lives and whether this run paid for it: the distill summary prints this, since the
+        training time alone hides a build that can take longer than the training."""
+        return {"path": str(self.path), "built": self.built, "build_seconds": self.build_seconds if self.built else 0.0}
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.logits[indices.numpy()], dtype=np.float32))
@@ -65,7 +71,7 @@ def build_or_open_cache(
     index_file = root / "index.json"
     shape = (len(dataset), teacher.num_classes, *size)
     if _complete(index_file, data_file, shape):
-        return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), 0.0)
+        return TeacherCache(root, np.memmap(data_file, np.float16, "r", shape=shape), 0.0, built=False)
     if not build:
         raise EdgekdError(f"teacher cache {root} is missing or incomplete after its builder finished; "
                           "give every node its own --cache-dir or a shared one, then rerun")
