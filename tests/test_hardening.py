@@ -604,8 +604,13 @@ def test_bad_image_is_the_same_one_line_with_and_without_workers(tmp_path, synth
         assert len(err) == 1, done.stderr
         line = err[0]
     else:
+        from edgekd.core.subnormal import denormals_flushed
+
         rc = main(argv)
         line = _one_error_line(capsys)
+        # the epoch that raised had switched flush-to-zero on: it must not outlive the run (it once
+        # made a later test's subnormal weights read as zeros)
+        assert not denormals_flushed()
     assert rc == 2
     assert "is not a readable image (9 bytes); replace or remove it" in line, line
     assert "Traceback" not in line and (("in DataLoader worker" in line) == (workers > 0)), line

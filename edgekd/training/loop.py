@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd.checkpoint import CheckpointMeta, load_train_state, save_checkpoint, save_train_state
+from edgekd.core.subnormal import denormals_flushed
 from edgekd.errors import EdgekdError
 from edgekd.training.runtime import Runtime, all_reduce_mean, grad_all_reduce
 
@@ -97,32 +98,36 @@ def run_loop(
         start_epoch, history = _restore(state_file, model, extra_modules, opt, sched, scaler, unwrap)
     t0 = time.perf_counter()
     task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch) if progress else None
-    for epoch in range(start_epoch, cfg.epochs):
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
-        model.train()
-        if cfg.freeze_bn:
-            freeze_batchnorm(model)
-        if runtime.device.type == "cpu":
-            # Subnormal weights (CGNet's checkpoint carries 256 k of them) make x86 arithmetic ~20× slower;
-            # flushing them changes outputs by < 1e-4. Set every epoch: evaluation resets the flag.
-            torch.set_flush_denormal(True)
-        epoch_start = time.perf_counter()
-        epoch_logs = _run_epoch(model, extra_modules, loss_fn, train_loader, opt, sched, scaler, cfg, runtime, steps_per_epoch, progress, task)
-        epoch_logs["train_seconds"] = time.perf_counter() - epoch_start
-        metrics = evaluate_fn(unwrap(model))
-        history.append({"epoch": epoch + 1, **epoch_logs, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
-                        "epoch_seconds": time.perf_counter() - epoch_start})
-        if runtime.is_main:
-            meta.metrics = {**metrics, "epoch": epoch + 1}
-            meta.trained_with["epochs_completed"] = epoch + 1
-            save_checkpoint(out, unwrap(model), meta)
-            save_train_state(state_file, _state(epoch + 1, history, unwrap(model), extra_modules, opt, sched, scaler))
-            line = f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(_log_field(k, v) for k, v in history[-1].items() if k != "epoch")
-            if progress:
-                progress.console.print(line, markup=False, highlight=False)
-            else:  # background runs: one line per epoch in the log (stderr: stdout may carry --json)
-                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {out.name} {line}", file=sys.stderr, flush=True)
+    flushed_before = denormals_flushed()  # set per epoch below; restored even when an epoch raises
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if hasattr(train_loader.sampler, "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)
+            model.train()
+            if cfg.freeze_bn:
+                freeze_batchnorm(model)
+            if runtime.device.type == "cpu":
+                # Subnormal weights (CGNet's checkpoint carries 256 k of them) make x86 arithmetic ~20× slower;
+                # flushing them changes outputs by < 1e-4. Set every epoch: evaluation resets the flag.
+                torch.set_flush_denormal(True)
+            epoch_start = time.perf_counter()
+            epoch_logs = _run_epoch(model, extra_modules, loss_fn, train_loader, opt, sched, scaler, cfg, runtime, steps_per_epoch, progress, task)
+            epoch_logs["train_seconds"] = time.perf_counter() - epoch_start
+            metrics = evaluate_fn(unwrap(model))
+            history.append({"epoch": epoch + 1, **epoch_logs, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                            "epoch_seconds": time.perf_counter() - epoch_start})
+            if runtime.is_main:
+                meta.metrics = {**metrics, "epoch": epoch + 1}
+                meta.trained_with["epochs_completed"] = epoch + 1
+                save_checkpoint(out, unwrap(model), meta)
+                save_train_state(state_file, _state(epoch + 1, history, unwrap(model), extra_modules, opt, sched, scaler))
+                line = f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(_log_field(k, v) for k, v in history[-1].items() if k != "epoch")
+                if progress:
+                    progress.console.print(line, markup=False, highlight=False)
+                else:  # background runs: one line per epoch in the log (stderr: stdout may carry --json)
+                    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {out.name} {line}", file=sys.stderr, flush=True)
+    finally:
+        torch.set_flush_denormal(flushed_before)
     return TrainOutcome(out, cfg.epochs - start_epoch, history, time.perf_counter() - t0)
 
 
