@@ -115,7 +115,7 @@ def _counted(messages: list[str]) -> list[str]:
 
 def _ct():
     try:
-        if "coremltools" in sys.modules:
+        if sys.modules.get("coremltools") is not None:  # already imported: its import messages were collected then
             return sys.modules["coremltools"]
         with converter_messages(_IMPORT_MESSAGES):
             import coremltools
