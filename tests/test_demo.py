@@ -56,3 +56,10 @@ def test_kd_pairs_refuse_twins_scored_on_different_images(tmp_path):
     paths = [_fake_checkpoint(tmp_path / "s-baseline.safetensors", 0.3, images=16), _fake_checkpoint(tmp_path / "s-kd.safetensors", 0.3)]
     with pytest.raises(EdgekdError, match="scored on 32 images, its twin on 16"):
         kd_pairs(paths)
+
+
+def test_edgekd_demo_defaults_are_the_demo_recipe_schedule():
+    from edgekd.cli import build_parser
+
+    args = build_parser().parse_args(["demo"])
+    assert (args.teacher_epochs, args.student_epochs) == (DemoConfig.teacher_epochs, DemoConfig.student_epochs)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from edgekd.cli._common import add_renamed_argument
+from edgekd.demo import DemoConfig
 
 NAME = "demo"
 HELP = "Run the whole loop on synthetic AR scenes: teacher, students ± KD, export, bench on host, compare, report."
@@ -13,8 +14,9 @@ HELP = "Run the whole loop on synthetic AR scenes: teacher, students ± KD, expo
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where everything is written (default ./demo_out)")
-    p.add_argument("--teacher-epochs", type=int, default=5)
-    p.add_argument("--student-epochs", type=int, default=3)
+    # defaults are the demo's recipe (docs/distillation.md, "The demo's recipe"), kept in one place
+    p.add_argument("--teacher-epochs", type=int, default=DemoConfig.teacher_epochs, help=f"default {DemoConfig.teacher_epochs}")
+    p.add_argument("--student-epochs", type=int, default=DemoConfig.student_epochs, help=f"default {DemoConfig.student_epochs}")
     add_renamed_argument(p, "--duration", "--bench-seconds", type=float, default=1.0, metavar="S",
                          help="seconds of timed inference per bench cell, as `bench --duration` (default 1)")
     p.add_argument("--coreml", choices=["auto", "on", "off"], default="auto", help="Core ML conversion (auto: when coremltools is installed)")
@@ -24,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgekd.cli._common import progress_bar
     from edgekd.core.tables import table_console
-    from edgekd.demo import DemoConfig, run_demo
+    from edgekd.demo import run_demo
 
     console = table_console()
     cfg = DemoConfig(out=args.out, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
