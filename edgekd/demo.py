@@ -43,6 +43,10 @@ class DemoConfig:
     num_val: int = 32
     teacher_epochs: int = 20  # at 5 epochs the teacher (24-28 % val mIoU) is no better than the LR-ASPP student
     student_epochs: int = 3  # 6 epochs close the students' gap to the teacher and KD's gain with it
+    # Each student pair is trained with seeds seed, seed+1, …: one 60-step run's Δ swings by several points with
+    # nothing but the thread count changed (LR-ASPP seed 0: −1.76 on 2 threads, +5.22 on 1), so the table
+    # reports every seed's Δ and their mean. The first seed's students go on to export and bench.
+    student_seeds: int = 3
     batch_size: int = 8
     bench_seconds: float = 1.0
     seed: int = 0
@@ -71,35 +75,82 @@ class KDPair:
     no_kd_miou: float
     kd_miou: float
     images: int
+    seed: int | None = None
 
     @property
     def delta_points(self) -> float:
         return 100.0 * (self.kd_miou - self.no_kd_miou)
 
 
+@dataclass(frozen=True)
+class KDSummary:
+    """One student's pairs over the seeds: a single short run's Δ is mostly seed noise, their mean is the verdict."""
+
+    student: str
+    pairs: tuple[KDPair, ...]
+
+    @property
+    def no_kd_mean(self) -> float:
+        return sum(p.no_kd_miou for p in self.pairs) / len(self.pairs)
+
+    @property
+    def kd_mean(self) -> float:
+        return sum(p.kd_miou for p in self.pairs) / len(self.pairs)
+
+    @property
+    def mean_delta_points(self) -> float:
+        return 100.0 * (self.kd_mean - self.no_kd_mean)
+
+    @property
+    def wins(self) -> int:
+        return sum(p.kd_miou > p.no_kd_miou for p in self.pairs)
+
+    def per_seed(self, digits: int = 2, sep: str = " / ") -> str:
+        return sep.join(f"{p.delta_points:+.{digits}f}" for p in self.pairs)
+
+    def seeds(self) -> str:
+        return " / ".join("?" if p.seed is None else str(p.seed) for p in self.pairs)
+
+
 def kd_pairs(checkpoints: list[Path]) -> list[KDPair]:
-    """Pair ``ARCH-baseline`` with ``ARCH-kd`` checkpoints, in the order given."""
+    """Pair ``ARCH-baseline`` with ``ARCH-kd`` checkpoints of the same folder (one folder per seed), in the order given."""
     from edgekd.checkpoint import read_meta
 
-    by_stem = {p.stem: p for p in checkpoints}
+    by_key = {(p.parent, p.stem): p for p in checkpoints}
     pairs = []
-    for stem, path in by_stem.items():
-        if not stem.endswith("-kd") or f"{stem[:-3]}-baseline" not in by_stem:
+    for (folder, stem), path in by_key.items():
+        if not stem.endswith("-kd") or (folder, f"{stem[:-3]}-baseline") not in by_key:
             continue
-        kd, base = read_meta(path).metrics, read_meta(by_stem[f"{stem[:-3]}-baseline"]).metrics
+        kd_meta = read_meta(path)
+        kd, base = kd_meta.metrics, read_meta(by_key[folder, f"{stem[:-3]}-baseline"]).metrics
         if kd.get("images") != base.get("images"):
             raise EdgekdError(f"{stem} was scored on {kd.get('images')} images, its twin on {base.get('images')}; rerun the demo in a new --out")
-        pairs.append(KDPair(stem[:-3], float(base["miou"]), float(kd["miou"]), int(kd["images"])))
+        pairs.append(KDPair(stem[:-3], float(base["miou"]), float(kd["miou"]), int(kd["images"]), kd_meta.trained_with.get("seed")))
     return pairs
+
+
+def kd_summaries(pairs: list[KDPair]) -> list[KDSummary]:
+    """Group the pairs by student (first-seen order)."""
+    by_student: dict[str, list[KDPair]] = {}
+    for p in pairs:
+        by_student.setdefault(p.student, []).append(p)
+    return [KDSummary(student, tuple(group)) for student, group in by_student.items()]
+
+
+def kd_pairs_title(pairs: list[KDPair], split: str = HELDOUT_SPLIT) -> str:
+    images = pairs[0].images if pairs else 0
+    seeds = len(kd_summaries(pairs)[0].pairs) if pairs else 0
+    return (f"KD students vs their no-KD twins, mIoU (%) on the held-out synthetic split '{split}' ({images} images no "
+            f"training step saw; PyTorch FP32; {seeds} seed(s), each pair sharing seed, schedule and augmentation; "
+            "no KD / KD = mean over the seeds)")
 
 
 def kd_pairs_markdown(pairs: list[KDPair], split: str = HELDOUT_SPLIT) -> str:
     """The KD-vs-no-KD table, naming the split it was measured on."""
-    images = pairs[0].images if pairs else 0
-    lines = [f"KD students vs their no-KD twins, mIoU (%) on the held-out synthetic split '{split}' "
-             f"({images} images no training step saw; PyTorch FP32; same seed, schedule and augmentation)", "",
-             "| student | no KD | KD | Δ (points) |", "|---|---:|---:|---:|"]
-    lines += [f"| {p.student} | {100 * p.no_kd_miou:.2f} | {100 * p.kd_miou:.2f} | {p.delta_points:+.2f} |" for p in pairs]
+    lines = [kd_pairs_title(pairs, split), "",
+             "| student | no KD | KD | Δ mean (points) | Δ per seed | seeds | KD ahead |", "|---|---:|---:|---:|---|---|---|"]
+    lines += [f"| {s.student} | {100 * s.no_kd_mean:.2f} | {100 * s.kd_mean:.2f} | {s.mean_delta_points:+.2f} | {s.per_seed()} "
+              f"| {s.seeds()} | {s.wins} of {len(s.pairs)} |" for s in kd_summaries(pairs)]
     return "\n".join(lines) + "\n"
 
 
@@ -135,8 +186,15 @@ def _train_teacher(cfg: DemoConfig, data: Path, say: Step, progress) -> Path:
     return out
 
 
-def student_configs(cfg: DemoConfig, data: Path, teacher: Path) -> list[tuple["DistillConfig", "DistillConfig"]]:
-    """(no-KD twin, KD student) per student arch.
+def student_seeds(cfg: DemoConfig) -> list[int]:
+    return [cfg.seed + i for i in range(cfg.student_seeds)]
+
+
+def student_configs(cfg: DemoConfig, data: Path, teacher: Path, seed: int | None = None) -> list[tuple["DistillConfig", "DistillConfig"]]:
+    """(no-KD twin, KD student) per student arch, for one student seed (default ``cfg.seed``).
+
+    The first seed's checkpoints are ``checkpoints/ARCH-{baseline,kd}`` (those go on to export and
+    bench); another seed's are under ``checkpoints/seedN/``.
 
     The twin runs through the same trainer with the same seed, schedule, augmentation and
     supervised terms; it only lacks the teacher terms (``recipe.kd``), so the pair's difference is
@@ -145,12 +203,14 @@ def student_configs(cfg: DemoConfig, data: Path, teacher: Path) -> list[tuple["D
     from edgekd.training.distill import DistillConfig
 
     r = cfg.recipe
+    seed = cfg.seed if seed is None else seed
     common = dict(data=str(data), epochs=cfg.student_epochs, batch_size=cfg.batch_size, lr=r.lr, crop_size=IMAGE_SIZE,
-                  scale_range=(0.75, 1.5), seed=cfg.seed, resume=True, class_weights=r.class_weights)
+                  scale_range=(0.75, 1.5), seed=seed, resume=True, class_weights=r.class_weights)
+    folder = cfg.out / "checkpoints" / ("" if seed == cfg.seed else f"seed{seed}")
     pairs = []
     for arch in STUDENTS:
-        base = cfg.out / "checkpoints" / f"{arch}-baseline.safetensors"
-        kd = cfg.out / "checkpoints" / f"{arch}-kd.safetensors"
+        base = folder / f"{arch}-baseline.safetensors"
+        kd = folder / f"{arch}-kd.safetensors"
         pairs.append((
             DistillConfig(arch=arch, out=str(base), losses=list(r.supervised), **common),
             DistillConfig(arch=arch, out=str(kd), teachers=[str(teacher)], losses=[*r.supervised, *r.kd],
@@ -160,13 +220,15 @@ def student_configs(cfg: DemoConfig, data: Path, teacher: Path) -> list[tuple["D
 
 
 def _train_students(cfg: DemoConfig, data: Path, teacher: Path, progress) -> list[Path]:
+    """Every seed's pairs, the first seed's first (they are the ones exported and benched)."""
     from edgekd.training.distill import distill
 
     outs = []
-    for twin, student in student_configs(cfg, data, teacher):
-        for run in (twin, student):
-            distill(run, progress=progress)
-            outs.append(Path(run.out))
+    for seed in student_seeds(cfg):
+        for twin, student in student_configs(cfg, data, teacher, seed):
+            for run in (twin, student):
+                distill(run, progress=progress)
+                outs.append(Path(run.out))
     return outs
 
 
@@ -228,9 +290,12 @@ def _compare(cfg: DemoConfig, results: Path, say: Step):
 
 
 def train_demo_models(cfg: DemoConfig, result: DemoResult, say: Step = print, progress=None) -> list[Path]:
-    """Data, teacher and the student pairs (the part of the demo a recipe changes); fills ``result``."""
+    """Data, teacher and the student pairs of every seed (the part of the demo a recipe changes); fills
+    ``result`` and returns the first seed's students, the ones exported and benched."""
     from edgekd.data import generate_synthetic_dataset
 
+    if cfg.student_seeds < 1:
+        raise EdgekdError(f"--student-seeds {cfg.student_seeds}: give at least 1 (1 for a quick run, {DemoConfig.student_seeds} by default)")
     cfg.out.mkdir(parents=True, exist_ok=True)
     with _timed(result, "synthetic data", say):
         data = cfg.out / "data"
@@ -245,7 +310,7 @@ def train_demo_models(cfg: DemoConfig, result: DemoResult, say: Step = print, pr
         result.kd_pairs = kd_pairs(students)
         result.paths["kd_vs_no_kd"] = cfg.out / "kd_vs_no_kd.md"
         result.paths["kd_vs_no_kd"].write_text(kd_pairs_markdown(result.kd_pairs))
-    return students
+    return [p for p in students if p.parent == result.paths["checkpoints"]]
 
 
 def run_demo(cfg: DemoConfig, say: Step = print, progress=None) -> DemoResult:

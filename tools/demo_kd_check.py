@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--teacher-epochs", type=int, default=DemoConfig.teacher_epochs)
     p.add_argument("--student-epochs", type=int, default=DemoConfig.student_epochs)
+    p.add_argument("--student-seeds", type=int, default=1,
+                   help="student seeds per --seeds entry (default 1: each seed already changes scenes, teacher and students)")
     p.add_argument("--supervised", action="append", help="label terms of both twins (default: the demo's)")
     p.add_argument("--kd", action="append", help="teacher terms of the KD student (default: the demo's)")
     p.add_argument("--temperature", type=float)
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recipe: {recipe}, teacher {args.teacher_epochs} epochs, students {args.student_epochs} epochs", flush=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         cfg = DemoConfig(out=args.out / f"seed{seed}", seed=seed, teacher_epochs=args.teacher_epochs,
-                         student_epochs=args.student_epochs, recipe=recipe)
+                         student_epochs=args.student_epochs, student_seeds=args.student_seeds, recipe=recipe)
         for source in args.reuse:
             linked = reuse_runs(cfg, source / f"seed{seed}")
             if linked:
