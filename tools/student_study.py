@@ -4,9 +4,10 @@ each judged against the teacher's own resolution curve.
 
 Runs (``--runs``, all by default; each a real ``edgekd`` command line, resumable):
 
-``espnet_ce`` / ``espnet_kd`` / ``espnet_dist``
-    ESPNet (pretrained on CamVid train) fine-tuned with CE only, or CE + KD from CGNet run live on
-    the same function-matching augmentation (colour jitter, CutMix, rescale): the fair pair.
+``espnet_ce`` / ``espnet_kd`` / ``espnet_dist`` / ``espnet_cwd``
+    ESPNet (pretrained on CamVid train) fine-tuned with CE only, or CE + pixel KD / DIST / CWD from
+    CGNet run live on the same function-matching augmentation (colour jitter, CutMix, rescale): the
+    CE run is the fair baseline of each KD run (same schedule, seed, augmentation).
 ``cgnet_macs050_*`` / ``cgnet_macs030_*``
     CGNet pruned to 0.5× / 0.3× MACs, recovered with CE only or CE + KD + FitNet on stage 3 from the
     unpruned CGNet (the natural teacher of its own pruned self).
@@ -68,6 +69,8 @@ RUNS: dict[str, dict] = {
     "espnet_ce": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce"], "epochs": 20, "extra": ["--freeze-bn"]},
     "espnet_kd": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "kd"], "epochs": 20, "extra": ["--freeze-bn", "--temperature", "1"]},
     "espnet_dist": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "dist(tau=1):1"], "epochs": 20, "extra": ["--freeze-bn"]},
+    # CWD as in tools/camvid_study.py (channel-wise on logits, τ 4, weight 3: the CWD paper's setting)
+    "espnet_cwd": {"init": (ESPNET, "espnet_p2q8"), "losses": ["ce", "cwd:3"], "epochs": 20, "extra": ["--freeze-bn", "--temperature", "4"]},
     "cgnet240_ce": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce"], "epochs": 8,
                     "extra": ["--student-input-size", "240x320", "--lr", "5e-5"]},
     "cgnet240_kd": {"init": (CGNET, "cgnet_m3n21"), "losses": ["ce", "kd"], "epochs": 8,
@@ -276,7 +279,35 @@ def write_table(args) -> None:
         "(both splits are seen data for it and every cgnet* run: compare those only against CGNet's own curve).",
     ]
     (args.out / "study.md").write_text("\n".join(lines + notes) + "\n")
-    log(args.out, f"wrote {args.out / 'study.md'}")
+    (args.out / "study_summary.md").write_text("\n".join(summary_lines(args) + notes) + "\n")
+    log(args.out, f"wrote {args.out / 'study.md'} and {args.out / 'study_summary.md'}")
+
+
+RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-int8")
+
+
+def summary_lines(args) -> list[str]:
+    """One line per model and input size (the README's table): PyTorch mIoU on both splits, size, and
+    p50 / FPS through each runtime of the one bench run ("—" where a runtime was not exported)."""
+    names = {path.stem: name for name, path, _, _ in candidates(args)}
+    cells: dict[tuple[str, str], dict] = {}
+    for row in _bench_rows(args):
+        name = names.get(Path(row["candidate"]["artifact_dir"]).parent.name)
+        if name is None:
+            continue
+        entry = cells.setdefault((name, _size_label(row["input_size"])), {"candidate": row["candidate"]})
+        if row["status"] == "ok":
+            entry[f"{row['backend']['name']}-{row['precision_requested']}"] = row
+    lines = ["| model | input | val mIoU | 0006R0 mIoU | params | GMACs | " + " | ".join(f"{r} p50 ms / FPS" for r in RUNTIMES) + " |",
+             "|---|---|---:|---:|---:|---:|" + "---:|" * len(RUNTIMES)]
+    order = {name: i for i, (name, *_rest) in enumerate(candidates(args))}
+    for (name, size), entry in sorted(cells.items(), key=lambda kv: (order[kv[0][0]], -int(kv[0][1].split("x")[0]))):
+        cand = entry["candidate"]
+        speed = [f"{_fmt(entry[r]['latency_ms']['p50'])} / {_fmt(entry[r].get('fps_sync'), 0)}" if r in entry else "—" for r in RUNTIMES]
+        lines.append("| " + " | ".join([name, size, _fmt(_eval_miou(args, name, "val").get(size)),
+                                         _fmt(_eval_miou(args, name, HELDOUT).get(size)), f"{cand['params'] / 1e6:.2f} M",
+                                         f"{cand['macs'] / 1e9:.2f}", *speed]) + " |")
+    return lines
 
 
 def _fmt(value, digits: int = 1) -> str:
