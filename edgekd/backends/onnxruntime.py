@@ -103,7 +103,9 @@ class OnnxRuntimeBackend(Backend):
         "providers": "execution providers in order (default ['CPUExecutionProvider']); never falls back silently",
     }
     export_options = {"calib_method": "auto (default: best of minmax, percentile, entropy on the validation images) | minmax | percentile | entropy",
-                      "max_accuracy_drop": "INT8 accuracy gate: max mIoU drop in points vs FP32 (default 1% of FP32; 'off')"}
+                      "max_accuracy_drop": "INT8 accuracy gate: max mIoU drop in points vs FP32 (default 1% of FP32; 'off')",
+                      "reduce_range": "7-bit INT8 weights: auto (default: on for an x86 CPU without VNNI, where 8-bit weights "
+                                      "saturate ONNX Runtime's int16 pair sums) | on | off"}
 
     def options_from_profile(self, runtime: Any) -> dict[str, Any]:
         opts = {} if runtime.threads is None else {"threads": runtime.threads}
@@ -135,7 +137,8 @@ class OnnxRuntimeBackend(Backend):
             fields = from_qat(request.onnx_path, request.qat_onnx_path, dst, **gate_data)
         else:
             fields = search(request.onnx_path, dst, CalibrationBatches(request.calib_images, batch_size=1),
-                            method=request.options.get("calib_method", "auto"), **gate_data)
+                            method=request.options.get("calib_method", "auto"), reduce_range=request.options.get("reduce_range"),
+                            **gate_data)
         quant = fields["quantization"]
         floats = len(quant["float_layers"]) + len(quant["batchnorm_in_float"])
         return {

@@ -37,6 +37,33 @@ from edgekd.errors import EdgekdError
 ORT_METHODS = ("minmax", "percentile", "entropy")
 SENSITIVITY_IMAGES = 2
 MIXED_RANGE_RATIO = 16.0  # a concat input narrower than 1/16 of the widest gets < 16 of the 256 levels of the shared scale
+_INT8_DOT_ISA = {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def resolve_reduce_range(option: Any, isa: list[str] | None = None) -> tuple[bool, str]:
+    """Whether to quantise weights to 7 bits (``reduce_range``), and why.
+
+    On an x86 CPU without VNNI, ONNX Runtime's U8S8 convolutions use VPMADDUBSW, which adds two
+    u8×s8 products into a saturating int16: with full 8-bit weights the sums clip and the class map
+    degrades (ESPNet on an AVX2-only EPYC: INT8 11.6 mIoU points below FP32, whatever the
+    calibration). 7-bit weights keep every pair sum in range. ``auto`` (the default) turns it on
+    exactly there, since the export's accuracy check runs on this CPU; VNNI CPUs and ARM do not
+    saturate and keep the full 8 bits.
+    """
+    value = "auto" if option is None else str(option).lower()
+    if value in ("on", "true", "1", "yes"):
+        return True, "on (asked)"
+    if value in ("off", "false", "0", "no"):
+        return False, "off (asked)"
+    if value != "auto":
+        raise EdgekdError(f"reduce_range {option!r}: use auto, on or off (e.g. --option reduce_range=on)")
+    if isa is None:
+        from edgekd.core.host import cpu_features
+
+        isa = cpu_features().get("isa") or []
+    if "avx2" in isa and not _INT8_DOT_ISA & set(isa):
+        return True, "auto: on, this x86 CPU has no VNNI (8-bit weights would saturate ONNX Runtime's int16 pair sums)"
+    return False, "auto: off (VNNI or a non-x86 CPU: no int16 saturation)"
 
 
 def quantized_op_types() -> list[str]:
@@ -94,22 +121,23 @@ def mixed_range_concats(prepared: Path, cache: Path, ratio: float = MIXED_RANGE_
 
 
 def quantize(prepared: Path, dst: Path, *, method: str, cache: Path, batches: CalibrationBatches | None,
-             exclude: list[str], symmetric: bool = False) -> list[dict[str, Any]]:
+             exclude: list[str], symmetric: bool = False, reduce_range: bool = False) -> list[dict[str, Any]]:
     """QDQ INT8 of ``prepared`` into ``dst``, mixed-range concats in float; returns those concats.
 
     Calibrates into ``cache`` the first time, reuses it after; the concats are found from the
     cached ranges, so the first call quantises once more (from the cache) when it finds any.
     """
-    _quantize_static(prepared, dst, method=method, cache=cache, batches=batches, exclude=exclude, symmetric=symmetric)
+    _quantize_static(prepared, dst, method=method, cache=cache, batches=batches, exclude=exclude, symmetric=symmetric,
+                     reduce_range=reduce_range)
     mixed = [c for c in mixed_range_concats(prepared, cache) if c["node"] not in exclude]
     if mixed:
         _quantize_static(prepared, dst, method=method, cache=cache, batches=None,
-                         exclude=list(exclude) + [c["node"] for c in mixed], symmetric=symmetric)
+                         exclude=list(exclude) + [c["node"] for c in mixed], symmetric=symmetric, reduce_range=reduce_range)
     return mixed
 
 
 def _quantize_static(prepared: Path, dst: Path, *, method: str, cache: Path, batches: CalibrationBatches | None,
-                     exclude: list[str], symmetric: bool = False) -> None:
+                     exclude: list[str], symmetric: bool = False, reduce_range: bool = False) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from edgekd.backends.onnxruntime import collection_stride
@@ -123,7 +151,7 @@ def _quantize_static(prepared: Path, dst: Path, *, method: str, cache: Path, bat
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
-                str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
                 op_types_to_quantize=quantized_op_types(), nodes_to_exclude=list(exclude),
                 calibrate_method=methods[method], calibration_cache_path=str(cache), extra_options=extra,
@@ -205,9 +233,16 @@ def sensitivity(prepared: Path, qdq: Path, images: np.ndarray, work: Path) -> li
 
 def search(src: Path, dst: Path, batches: CalibrationBatches, *, method: str, budget_option: Any,
            val_images: np.ndarray | None, val_masks: np.ndarray | None, num_classes: int, ignore_index: int | None,
-           symmetric: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+           symmetric: bool = False, reduce_range: Any = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """INT8 of ``src`` into ``dst`` within the budget; returns the manifest fields. Raises AccuracyGateError."""
     log = log or (lambda message: None)
+    reduce, reduce_reason = resolve_reduce_range(reduce_range)
+    log(f"onnxruntime INT8: reduce_range {reduce_reason}")
+    q = dict(symmetric=symmetric, reduce_range=reduce)
+
+    def fields_of(*args) -> dict[str, Any]:
+        return _fields(*args, symmetric=symmetric, reduce_range=(reduce, reduce_reason))
+
     methods, skipped = methods_for(method, batches.num_images_used, ORT_METHODS)
     with tempfile.TemporaryDirectory(prefix="edgekd-ort-int8-") as tmp:
         work = Path(tmp)
@@ -215,8 +250,8 @@ def search(src: Path, dst: Path, batches: CalibrationBatches, *, method: str, bu
         float_bn = prepare(src, prepared)
         labelled = val_images is not None and val_masks is not None and len(val_images) > 0
         if not labelled:  # no labelled images: one method, no gate (the pipeline records why)
-            mixed = quantize(prepared, dst, method=methods[0], cache=work / f"{methods[0]}.cache", batches=batches, exclude=[])
-            return _fields(methods[0], batches, float_bn, [], None, skipped, runtime_graph(dst, work), symmetric, mixed)
+            mixed = quantize(prepared, dst, method=methods[0], cache=work / f"{methods[0]}.cache", batches=batches, exclude=[], **q)
+            return fields_of(methods[0], batches, float_bn, [], None, skipped, runtime_graph(dst, work), mixed)
 
         def score(path: Path) -> float:
             s = session(path)
@@ -229,14 +264,14 @@ def search(src: Path, dst: Path, batches: CalibrationBatches, *, method: str, bu
         trials: list[Trial] = []
         for name in methods:
             out = work / f"{name}.onnx"
-            mixed = quantize(prepared, out, method=name, cache=work / f"{name}.cache", batches=batches, exclude=[])
+            mixed = quantize(prepared, out, method=name, cache=work / f"{name}.cache", batches=batches, exclude=[], **q)
             miou = score(out)
             trials.append(Trial(name, miou, fp32 - miou, [], {"method": name, "mixed_range_concats": mixed}))
             log(f"onnxruntime INT8 [{name}]: mIoU {miou:.2f} vs FP32 {fp32:.2f} (drop {fp32 - miou:.2f}, budget {budget.points})")
         best = max(trials, key=lambda t: t.miou)
         best_path = work / f"{best.label}.onnx"
         if not budget.met(best.drop):
-            best, best_path, ranking = _exclude_sensitive(prepared, work, batches, best, budget, trials, score, val_images, log)
+            best, best_path, ranking = _exclude_sensitive(prepared, work, batches, best, budget, trials, score, val_images, log, q)
             if not budget.met(best.drop):
                 raise gate_failure("onnxruntime", budget, best, len(trials))
         else:
@@ -246,11 +281,12 @@ def search(src: Path, dst: Path, batches: CalibrationBatches, *, method: str, bu
         if ranking:
             gate["sensitivity"] = [{"tensor": t, "sqnr_db": s, "nodes": n} for t, s, n in ranking[:20]]
         mixed = next(t for t in trials if t.label == best.details["method"]).details["mixed_range_concats"]
-        return _fields(best.details["method"], batches, float_bn, best.float_layers, gate, skipped, runtime_graph(dst, work), symmetric, mixed)
+        return fields_of(best.details["method"], batches, float_bn, best.float_layers, gate, skipped, runtime_graph(dst, work), mixed)
 
 
 def _exclude_sensitive(prepared: Path, work: Path, batches: CalibrationBatches, start: Trial, budget: Budget,
-                       trials: list[Trial], score: Callable[[Path], float], val_images: np.ndarray, log: Callable[[str], None]):
+                       trials: list[Trial], score: Callable[[Path], float], val_images: np.ndarray, log: Callable[[str], None],
+                       q: dict[str, bool]):
     """Keep the worst-ranked nodes in float, 1, 2, 4, … groups, until the budget is met."""
     method = start.details["method"]
     ranking = sensitivity(prepared, work / f"{method}.onnx", val_images[:SENSITIVITY_IMAGES], work)
@@ -260,7 +296,7 @@ def _exclude_sensitive(prepared: Path, work: Path, batches: CalibrationBatches, 
     while count <= limit:
         exclude = [node for _, _, nodes in ranking[:count] for node in nodes]
         out = work / f"{method}-float{count}.onnx"
-        quantize(prepared, out, method=method, cache=work / f"{method}.cache", batches=batches, exclude=exclude)
+        quantize(prepared, out, method=method, cache=work / f"{method}.cache", batches=batches, exclude=exclude, **q)
         miou = score(out)
         fp32 = budget.fp32_miou
         trial = Trial(f"{method}, {len(exclude)} nodes in float", miou, fp32 - miou, exclude, {"method": method, "groups": count})
@@ -278,10 +314,13 @@ def _exclude_sensitive(prepared: Path, work: Path, batches: CalibrationBatches, 
 
 
 def _fields(method: str, batches: CalibrationBatches, float_bn: list[str], float_layers: list[str], gate: dict[str, Any] | None,
-            skipped: list[str], graph: dict[str, int], symmetric: bool, mixed: list[dict[str, Any]]) -> dict[str, Any]:
+            skipped: list[str], graph: dict[str, int], mixed: list[dict[str, Any]], *, symmetric: bool,
+            reduce_range: tuple[bool, str]) -> dict[str, Any]:
+    reduced, reduce_reason = reduce_range
     quant = {
         "method": method, "format": "QDQ", "per_channel": True, "num_images": batches.num_images_used,
-        "activations": "int8 symmetric" if symmetric else "uint8 asymmetric", "weights": "int8 symmetric per-channel",
+        "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel" + (", 7-bit range (reduce_range)" if reduced else ""), "reduce_range": reduce_reason,
         "batchnorm_in_float": float_bn, "float_layers": float_layers, "runtime_graph": graph,
         "concat_in_float": [{**c, "reason": f"inputs' calibrated ranges differ by more than {MIXED_RANGE_RATIO:g}x: one shared "
                                             "output scale would leave the narrow input on a few levels"} for c in mixed],
