@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,18 @@ def test_round_trip_save_load_export_gives_the_same_logits(pruned_half, tmp_path
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_export_records_the_pruned_macs_and_bench_reads_them(tiny_cgnet, pruned_half, tmp_path):
+    from edgekd.bench.plan import _macs
+    from edgekd.export import export_checkpoint
+
+    export_checkpoint(pruned_half.out, backends=["onnxruntime"], precisions=["fp32"], out_dir=tmp_path / "a", parity_images=0)
+    manifest = json.loads(next((tmp_path / "a").rglob("manifest.json")).read_text())
+    parent_macs = count_macs(load_checkpoint(tiny_cgnet)[0], SIZE)
+    assert manifest["macs"] == count_macs(load_checkpoint(pruned_half.out)[0], SIZE) < 0.7 * parent_macs
+    assert manifest["macs_input_size"] == list(SIZE)
+    assert _macs(manifest, SIZE) == {"macs": manifest["macs"], "macs_source": "manifest"}
 
 
 def _rewrite_structure(src, dst, edit) -> None:

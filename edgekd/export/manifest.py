@@ -46,7 +46,7 @@ def build_manifest(*, source: dict[str, Any], meta: dict[str, Any], output_strid
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source, "arch": meta["arch"], "arch_kwargs": meta.get("arch_kwargs", {}),
         "num_classes": meta["num_classes"], "class_names": meta["class_names"], "ignore_index": meta["ignore_index"],
-        "params": meta.get("params"), "output_stride": output_stride, "normalization": meta["normalization"],
+        "params": meta.get("params"), "macs": meta.get("macs"), "macs_input_size": [h, w], "output_stride": output_stride, "normalization": meta["normalization"],
         "backend": backend, "backend_version": backend_version, "precision": precision,
         "precision_used": fields.pop("precision_used", precision), "runtime_file": fields.pop("runtime_file", None),
         "input_shape": [batch, 3, h, w], "input_dtype": "float32", "input_layout": "NCHW, normalised (see normalization)",

@@ -168,6 +168,15 @@ def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_
     if size_note:
         log(size_note)
     meta_dict = asdict(meta)
+    # MACs of the network itself (a pruned checkpoint's layers are smaller than its architecture's): bench reads
+    # them from the manifest instead of rebuilding the unpruned architecture
+    from edgekd.models.complexity import count_macs
+
+    try:
+        meta_dict["macs"] = count_macs(model, size)
+    except Exception as err:  # a model the counter cannot run: bench then counts the architecture, and says so
+        meta_dict["macs"] = None
+        log(f"MACs not counted ({type(err).__name__}: {err}); bench will count the base architecture")
     meta_dict["normalization"] = {"mean": list(meta.mean), "std": list(meta.std), "channel_order": meta.channel_order,
                                   "formula": "x = (pixel[channel_order] - mean) / std, pixels RGB 0..255"}
     qat_model = None
