@@ -27,7 +27,7 @@ def _row(stem: str, size: list[int], runtime: str, p50: float, fps: float, statu
 def test_summary_has_a_line_per_model_and_size_with_each_runtimes_speed(tmp_path):
     tool = load_tool()
     # the reference file absent (as in CI): MACs come from the bench rows; with a checkpoint, from its own network
-    tool.REFERENCES = {"cgnet_m3n21_camvid_trainval": (tmp_path / "absent.pth", "cgnet_m3n21", "360x480,240x320")}
+    tool.REFERENCES = {"cgnet_m3n21_camvid_trainval": (tmp_path / "cgnet_m3n21_camvid_trainval.pth", "cgnet_m3n21", "360x480,240x320")}
     args = argparse.Namespace(out=tmp_path, runs=[], results=tmp_path / "results", device="host", run_id="r")
     rows = [_row("cgnet_m3n21_camvid_trainval", [240, 320], "onnxruntime-fp32", 36.1, 27.3),
             _row("cgnet_m3n21_camvid_trainval", [360, 480], "openvino-fp32", 36.0, 26.7),
