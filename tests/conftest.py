@@ -13,6 +13,16 @@ CAMVID = SHARED / "data" / "camvid"
 MODELS = SHARED / "models"
 
 
+def load_tool(name: str):
+    """Import ``tools/NAME.py`` (the tools are scripts, not a package) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (real data lives in ../shared beside the checkout)")

@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_tool as load_conftest_tool
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ID = "20261122T011604Z-28853e"  # committed: LR-ASPP small without KD and with DIST, on host
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("camvid_study", REPO / "tools" / "camvid_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_conftest_tool("camvid_study")
 
 
 def test_tables_and_pick_from_real_rows(tmp_path) -> None:

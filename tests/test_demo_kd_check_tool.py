@@ -2,7 +2,6 @@
 epochs, no-KD twins of the same config) and what it must retrain (no real training here)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -11,14 +10,13 @@ from edgekd.checkpoint import CheckpointMeta, save_checkpoint
 from edgekd.demo import IMAGE_SIZE, DemoConfig, StudentRecipe, student_configs
 from edgekd.models import create_model
 
+from conftest import load_tool as load_conftest_tool
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("demo_kd_check", REPO / "tools" / "demo_kd_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_conftest_tool("demo_kd_check")
 
 
 def _checkpoint(path: Path, trained_with: dict) -> None:

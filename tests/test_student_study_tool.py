@@ -3,18 +3,16 @@ from the one bench run, PyTorch mIoU from the eval stage (no training or benchin
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_tool as load_conftest_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("student_study", REPO / "tools" / "student_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_conftest_tool("student_study")
 
 
 def _row(stem: str, size: list[int], runtime: str, p50: float, fps: float, status: str = "ok") -> dict:
