@@ -96,6 +96,28 @@ def test_export_records_the_pruned_macs_and_bench_reads_them(tiny_cgnet, pruned_
     assert _macs(manifest, SIZE) == {"macs": manifest["macs"], "macs_source": "manifest"}
 
 
+def test_a_multi_size_export_records_each_sizes_own_macs_and_bench_keeps_pruned_and_parent_apart(tiny_cgnet, pruned_half, tmp_path):
+    """The resolution curve in one export call: every size's manifest counts that size (the study's
+    reference rows once all said the first size's MACs), and bench does not hand the parent's count to
+    its pruned child at the same shape."""
+    from edgekd.bench.plan import _macs
+    from edgekd.export import export_checkpoint
+
+    small = (SIZE[0] // 2, SIZE[1] // 2)
+    sizes = f"{SIZE[0]}x{SIZE[1]},{small[0]}x{small[1]}"
+    for name, ckpt in (("parent", tiny_cgnet), ("pruned", pruned_half.out)):
+        export_checkpoint(ckpt, backends=["onnxruntime"], precisions=["fp32"], out_dir=tmp_path / name, parity_images=0,
+                          input_size=sizes)
+    manifests = {(p.parent.parent.parent.name, tuple(json.loads(p.read_text())["macs_input_size"])): json.loads(p.read_text())
+                 for p in tmp_path.rglob("manifest.json")}
+    for name, ckpt in (("parent", tiny_cgnet), ("pruned", pruned_half.out)):
+        model = load_checkpoint(ckpt)[0]
+        for hw in (SIZE, small):
+            assert manifests[(name, hw)]["macs"] == count_macs(model, hw)
+            assert _macs(manifests[(name, hw)], hw)["macs"] == count_macs(model, hw)
+    assert manifests[("pruned", small)]["macs"] < manifests[("parent", small)]["macs"] < manifests[("parent", SIZE)]["macs"]
+
+
 def _rewrite_structure(src, dst, edit) -> None:
     from safetensors.torch import load_file, save_file
 

@@ -113,20 +113,21 @@ def plan_cells(profile: DeviceProfile, artifact_dirs: list[Path]) -> tuple[list[
 
 
 def _macs(manifest: dict[str, Any], hw: tuple[int, int]) -> dict[str, Any]:
-    """MACs of the architecture at the cell's input size (weights do not matter), computed once per shape."""
+    """MACs at the cell's input size: the network's own count from the manifest when export recorded it
+    for this size (a pruned network is smaller than its architecture), else the architecture's, computed
+    once per shape (weights do not matter)."""
+    if isinstance(manifest.get("macs"), int) and list(manifest.get("macs_input_size") or []) == list(hw):
+        return {"macs": manifest["macs"], "macs_source": "manifest"}
     key = json.dumps([manifest.get("arch"), manifest.get("arch_kwargs"), manifest.get("num_classes"), hw], sort_keys=True)
     if key not in _MACS_CACHE:
-        if isinstance(manifest.get("macs"), int):
-            _MACS_CACHE[key] = {"macs": manifest["macs"], "macs_source": "manifest"}
-        else:
-            try:
-                from edgekd.models import create_model
-                from edgekd.models.complexity import count_macs
+        try:
+            from edgekd.models import create_model
+            from edgekd.models.complexity import count_macs
 
-                model = create_model(manifest["arch"], num_classes=int(manifest["num_classes"]), **(manifest.get("arch_kwargs") or {}))
-                _MACS_CACHE[key] = {"macs": count_macs(model, hw), "macs_source": "edgekd.models.complexity.count_macs"}
-            except Exception as err:  # an arch this edgekd cannot build: say so, keep benchmarking
-                _MACS_CACHE[key] = {"macs": None, "macs_reason": f"cannot build {manifest.get('arch')!r} here: {err}"}
+            model = create_model(manifest["arch"], num_classes=int(manifest["num_classes"]), **(manifest.get("arch_kwargs") or {}))
+            _MACS_CACHE[key] = {"macs": count_macs(model, hw), "macs_source": "edgekd.models.complexity.count_macs"}
+        except Exception as err:  # an arch this edgekd cannot build: say so, keep benchmarking
+            _MACS_CACHE[key] = {"macs": None, "macs_reason": f"cannot build {manifest.get('arch')!r} here: {err}"}
     return _MACS_CACHE[key]
 
 

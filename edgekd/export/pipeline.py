@@ -113,6 +113,7 @@ def export_artifacts(checkpoint: str | os.PathLike, opts: ExportOptions, *, log:
             for i, suffix in enumerate(suffixes):  # one pass per input size (the resolution curve), same checkpoint
                 if i:
                     ctx.input_size, ctx.size_note = sizes[i], notes[sizes[i]]
+                    ctx.meta["macs"] = _network_macs(ctx.reference_model, sizes[i], log)  # MACs grow with the pixels
                     ctx.onnx_path = ctx.onnx_info = ctx.calib = ctx.val = ctx.val_images = ctx.reference = None
                     if ctx.size_note:
                         log(ctx.size_note)
@@ -157,6 +158,18 @@ def _refuse_existing(targets: list[Path], force: bool) -> None:
         raise EdgekdError(f"output folder {existing[0]} exists; pass --force to replace it, or choose another --out")
 
 
+def _network_macs(model, size: tuple[int, int], log: Log) -> int | None:
+    """MACs of the network itself at ``size`` (a pruned checkpoint's layers are smaller than its
+    architecture's): bench reads them from the manifest instead of rebuilding the unpruned architecture."""
+    from edgekd.models.complexity import count_macs
+
+    try:
+        return count_macs(model, size)
+    except Exception as err:  # a model the counter cannot run: bench then counts the architecture, and says so
+        log(f"MACs not counted ({type(err).__name__}: {err}); bench will count the base architecture")
+        return None
+
+
 def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_size: Any, dynamic_batch: bool,
              keep_subnormals: bool, options: dict[str, Any], root: Path, log: Log) -> _Context:
     from edgekd.checkpoint import load_checkpoint, sha256_file
@@ -170,13 +183,7 @@ def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_
     meta_dict = asdict(meta)
     # MACs of the network itself (a pruned checkpoint's layers are smaller than its architecture's): bench reads
     # them from the manifest instead of rebuilding the unpruned architecture
-    from edgekd.models.complexity import count_macs
-
-    try:
-        meta_dict["macs"] = count_macs(model, size)
-    except Exception as err:  # a model the counter cannot run: bench then counts the architecture, and says so
-        meta_dict["macs"] = None
-        log(f"MACs not counted ({type(err).__name__}: {err}); bench will count the base architecture")
+    meta_dict["macs"] = _network_macs(model, size, log)
     meta_dict["normalization"] = {"mean": list(meta.mean), "std": list(meta.std), "channel_order": meta.channel_order,
                                   "formula": "x = (pixel[channel_order] - mean) / std, pixels RGB 0..255"}
     qat_model = None
