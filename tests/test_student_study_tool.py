@@ -42,3 +42,19 @@ def test_summary_has_a_line_per_model_and_size_with_each_runtimes_speed(tmp_path
     assert lines[2] == "| cgnet_m3n21_camvid_trainval | 360x480 | 85.7 | 81.2 | 0.49 M | 2.22 | 81.6 / 12 | — | 36.0 / 27 | — |"
     assert lines[3] == "| cgnet_m3n21_camvid_trainval | 240x320 | 81.2 | 76.5 | 0.49 M | 2.22 | 36.1 / 27 | — | — | — |"
     assert len(lines) == 4  # the unavailable cell is not a speed
+
+
+def test_export_stage_finds_artifacts_made_from_an_older_checkpoint(tmp_path):
+    """An artifact exported from an epoch saved before training ended must not reach the bench."""
+    from edgekd.checkpoint import sha256_file
+
+    tool = load_tool()
+    ckpt = tmp_path / "espnet_dist.safetensors"
+    ckpt.write_bytes(b"epoch 18")
+    root = tmp_path / "artifacts" / "espnet_dist"
+    for folder, source in (("onnxruntime-fp32", sha256_file(ckpt)), ("openvino-fp32", "0" * 64)):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "manifest.json").write_text(json.dumps({"source": {"sha256": source}}))
+    assert tool.stale_artifacts(root, ckpt) == [root / "openvino-fp32"]
+    ckpt.write_bytes(b"epoch 20: the final weights")
+    assert tool.stale_artifacts(root, ckpt) == [root / "onnxruntime-fp32", root / "openvino-fp32"]

@@ -28,7 +28,8 @@ Stages (``--stages``, in order, each skipping what is done):
 ``train``  the runs, ``--jobs`` at a time, one torch thread each; logs in OUT/logs/RUN.log
 ``eval``   every finished run and the reference models on val and on train:0006R0 (all images)
 ``export`` ONNX Runtime and OpenVINO FP32/INT8 at each run's own input size; the references at
-           the resolution-curve sizes (FP32 only: they are the baseline front)
+           the resolution-curve sizes (FP32 only: they are the baseline front); artifacts made from an
+           older version of a checkpoint (an epoch saved before training ended) are exported again
 ``bench``  every artifact on ``host`` in one bench run with accuracy on all val images
 ``table``  OUT/study.md: val / held-out mIoU, params, MACs, file size, p50 and FPS per runtime,
            checkpoint sha256, position against CGNet's resolution curve
@@ -202,11 +203,25 @@ def eval_all(args) -> None:
             target.with_suffix(".tmp").replace(target)
 
 
+def stale_artifacts(root: Path, checkpoint: Path) -> list[Path]:
+    """Artifact folders under ``root`` exported from another version of ``checkpoint`` (e.g. an epoch
+    saved before training finished): their manifests' source sha256 is not the file's now."""
+    digest = sha256_file(checkpoint)
+    return [m.parent for m in sorted(root.glob("*/manifest.json"))
+            if (json.loads(m.read_text()).get("source") or {}).get("sha256") != digest]
+
+
 def export_all(args) -> None:
+    import shutil
+
     for name, path, arch, sizes in candidates(args):
         root = args.out / "artifacts" / path.stem
+        stale = stale_artifacts(root, path) if root.is_dir() else []
+        if stale:
+            log(args.out, f"re-export {name}: {', '.join(p.name for p in stale)} came from an older {path.name}")
+            shutil.rmtree(root)
         if root.is_dir() and any(root.iterdir()):
-            log(args.out, f"skip export of {name}: {root} exists")
+            log(args.out, f"skip export of {name}: {root} exists (made from this {path.name})")
             continue
         targets = "onnxruntime:fp32,openvino:fp32" if arch else EXPORT_TARGETS
         t0 = time.perf_counter()
