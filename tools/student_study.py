@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -212,8 +213,6 @@ def stale_artifacts(root: Path, checkpoint: Path) -> list[Path]:
 
 
 def export_all(args) -> None:
-    import shutil
-
     for name, path, arch, sizes in candidates(args):
         root = args.out / "artifacts" / path.stem
         stale = stale_artifacts(root, path) if root.is_dir() else []

@@ -181,8 +181,6 @@ def _prepare(checkpoint: Path, arch: str | None, num_classes: int | None, input_
     if size_note:
         log(size_note)
     meta_dict = asdict(meta)
-    # MACs of the network itself (a pruned checkpoint's layers are smaller than its architecture's): bench reads
-    # them from the manifest instead of rebuilding the unpruned architecture
     meta_dict["macs"] = _network_macs(model, size, log)
     meta_dict["normalization"] = {"mean": list(meta.mean), "std": list(meta.std), "channel_order": meta.channel_order,
                                   "formula": "x = (pixel[channel_order] - mean) / std, pixels RGB 0..255"}
